@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (the check) and `make test` (the suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch the set-up installs. On the project's machines torch==2.13.0 is a CPU build on disk;
+# on a GPU machine, run `gpucheck recommend` and install the build it names instead.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench gpu-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned, so that the extras cannot pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[bench,test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m gpucheck $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gpucheck finetune tests
+	$(BIN)/ruff format --check gpucheck finetune tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/probe_speed.py $(ARGS)
+	$(BIN)/python -m finetune.compare $(ARGS_COMPARE)
+
+# The one script to run on a lent GPU machine: it has torch, transformers, nvidia-ml-py, rich,
+# packaging and pytest but reaches no package index, so no venv and no build isolation.
+gpu-check:
+	bash scripts/gpu-check.sh
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""finetune: the BERT NER fine-tuning smoke benchmark."""

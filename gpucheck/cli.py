@@ -1,0 +1,240 @@
+"""Command line: parse flags, run the pipeline, render, map the outcome to an exit code.
+
+    probe -> Snapshot -> diagnose / recommend / bench -> Report -> render
+
+Exit codes (docs/cli.md): 0 pass, 1 error findings (or warnings with --strict),
+2 usage or input error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+
+from gpucheck import __version__
+from gpucheck.errors import EXIT_INTERNAL, EXIT_USAGE, UsageError
+from gpucheck.io import read_text, write_atomic
+from gpucheck.report import Report
+from gpucheck.snapshot import Snapshot, SnapshotError
+
+COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"seconds must be > 0 and at most a week: {text!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="gpucheck",
+        description="Does the GPU path work here, and if not, exactly what do I run to fix it?",
+        epilog="With no command, runs `check`. Exit codes: 0 pass, 1 problems found, "
+        "2 usage or input error, 3 internal error. Docs: docs/cli.md",
+    )
+    parser.add_argument("--version", action="version", version=f"gpucheck {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = sub.add_parser("check", help="probe, diagnose, recommend and run the smoke benchmark")
+    _add_report_options(check)
+    _add_bench_options(check)
+
+    probe = sub.add_parser("probe", help="static probe only (no torch import, no benchmark): fast")
+    _add_report_options(probe)
+
+    bench = sub.add_parser("bench", help="run the BERT NER fine-tuning smoke benchmark")
+    _add_report_options(bench)
+    _add_bench_options(bench)
+
+    from gpucheck import bootstrap
+    from gpucheck.recommend import cli as recommend_cli
+
+    for name, module, text in (
+        ("recommend", recommend_cli, "the PyTorch build to install, here or on a described machine"),
+        ("bootstrap", bootstrap, "create or fix an environment with the recommended build"),
+    ):
+        p = sub.add_parser(name, help=text)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                     help="write the JSON report to FILE (or stdout when FILE is omitted)")
+    out.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
+                     help="write a markdown report to FILE (or stdout)")
+    out.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE")
+    out.add_argument("--dump-snapshot", metavar="FILE", help="write the raw snapshot to FILE")
+    out.add_argument("--quiet", "-q", action="store_true", help="no terminal report")
+    out.add_argument("--no-color", action="store_true", help="plain text (NO_COLOR is honoured too)")
+    run = p.add_argument_group("run")
+    run.add_argument("--from-snapshot", metavar="FILE",
+                     help="run everything on a recorded snapshot instead of probing this machine")
+    run.add_argument("--compat", metavar="FILE", help="use this compatibility table instead of the built-in one")
+    run.add_argument("--strict", action="store_true", help="warnings fail the run too (exit 1)")
+    run.add_argument("--require-gpu", action="store_true", help="no usable GPU is an error (exit 1)")
+    run.add_argument("--torch-timeout", type=positive_seconds, default=60.0, metavar="S",
+                     help="limit for the torch child process (default 60)")
+    run.add_argument("--timeout", type=positive_seconds, metavar="S",
+                     help="limit for the whole run; children get what is left")
+
+
+def _add_bench_options(p: argparse.ArgumentParser) -> None:
+    b = p.add_argument_group("benchmark")
+    b.add_argument("--no-bench", action="store_true", help="skip the smoke benchmark")
+    b.add_argument("--bench-preset", choices=("tiny", "small", "base", "large"),
+                   help="model size (default: tiny on CPU, base on a GPU)")
+    b.add_argument("--bench-timeout", type=positive_seconds, default=600.0, metavar="S",
+                   help="limit for each benchmark child (default 600)")
+    b.add_argument("--bench-device", metavar="DEV", help="cpu, cuda or cuda:N (default: every GPU in turn)")
+
+
+class Deadline:
+    """The whole-run time budget: each child gets what is left, never more than its own limit."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def limit(self, own: float) -> float:
+        if self.end is None:
+            return own
+        return max(0.5, min(own, self.end - time.monotonic()))
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    _check_outputs(args)
+    deadline = Deadline(args.timeout)
+    wants_torch = args.command == "check"
+    if args.from_snapshot:
+        snapshot = load_snapshot(args.from_snapshot)
+    else:
+        from gpucheck.probe import collect
+
+        snapshot = collect(torch_child=wants_torch, torch_timeout=deadline.limit(args.torch_timeout))
+    if args.dump_snapshot:
+        write_atomic(args.dump_snapshot, snapshot.to_json() + "\n")
+
+    from gpucheck.diagnose import diagnose, sort_findings
+    from gpucheck.recommend import recommend, recommend_findings
+
+    findings = diagnose(snapshot, require_gpu=args.require_gpu)
+    table = load_compat(args.compat)
+    recommendation = recommend(snapshot, table=table)
+    findings += recommend_findings(snapshot, recommendation)
+    bench, notes = None, []
+    if args.command in ("check", "bench") and not args.no_bench:
+        if args.from_snapshot:
+            notes.append("smoke benchmark not run: the snapshot was recorded on another run")
+        else:
+            from gpucheck import bench as bench_mod
+
+            bench = tuple(bench_mod.run_benches(
+                snapshot, preset=args.bench_preset, device=args.bench_device,
+                timeout=deadline.limit(args.bench_timeout),
+            ))
+            findings += bench_mod.bench_findings(bench)
+    report = Report(
+        snapshot=snapshot, findings=tuple(sort_findings(findings)), recommendation=recommendation,
+        bench=bench, command=args.command, strict=args.strict, notes=tuple(notes),
+    )
+    emit(report, args)
+    return report.exit_code
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    to_stdout = [flag for flag in ("json", "markdown") if getattr(args, flag) == "-"]
+    if len(to_stdout) > 1:
+        raise UsageError("--json and --markdown cannot both go to stdout; give one of them a FILE")
+    paths = [p for p in (args.json, args.markdown, args.junit, args.dump_snapshot) if p and p != "-"]
+    if len(set(map(os.path.abspath, paths))) != len(paths):
+        raise UsageError("two outputs name the same file")
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def load_snapshot(path: str) -> Snapshot:
+    try:
+        return Snapshot.from_json(read_text(path, "snapshot"))
+    except SnapshotError as exc:
+        raise UsageError(f"snapshot {path}: {exc}") from None
+
+
+def load_compat(path: str | None):
+    from gpucheck import compat
+
+    if path is None:
+        return None
+    try:
+        return compat.load_table(read_text(path, "compatibility table"), source=path)
+    except compat.CompatError as exc:
+        raise UsageError(f"compatibility table {path}: {exc}") from None
+
+
+def emit(report: Report, args: argparse.Namespace) -> None:
+    from gpucheck.render import render_json, render_junit, render_markdown
+
+    stdout_taken = False
+    for flag, render in (("json", render_json), ("markdown", render_markdown)):
+        target = getattr(args, flag)
+        if target == "-":
+            sys.stdout.write(render(report))
+            stdout_taken = True
+        elif target:
+            write_atomic(target, render(report))
+    if args.junit:
+        write_atomic(args.junit, render_junit(report))
+    if not stdout_taken and not args.quiet:
+        from gpucheck.render.console import make_console, render_console
+
+        render_console(report, make_console(color=False if args.no_color else None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "check")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in ("recommend", "bootstrap"):
+            return args.run(args)
+        return run_report_command(args)
+    except UsageError as exc:
+        print(f"gpucheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gpucheck: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in gpucheck: say so, and how to report it
+        if os.environ.get("GPUCHECK_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"gpucheck: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in gpucheck. Please report it with the output of "
+            "`GPUCHECK_DEBUG=1 gpucheck probe --dump-snapshot snapshot.json` attached.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
