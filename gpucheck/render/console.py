@@ -26,8 +26,9 @@ VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"
 def make_console(file: Any = None, *, width: int | None = None, color: bool | None = None) -> Console:
     """A console that honours NO_COLOR and non-TTY output (rich does both) and stays <= 100 cols."""
     console = Console(file=file, width=width, no_color=(color is False) or None, highlight=False)
-    if width is None and console.width > 100:
-        console.width = 100
+    if width is None:
+        # A terminal narrower than 100 columns keeps its width; logs and pipes get 100.
+        console.width = min(console.width, 100) if console.is_terminal else 100
     return console
 
 
@@ -39,8 +40,7 @@ def render_console(report: Report, console: Console) -> None:
     console.print(_software_table(report))
     if report.findings:
         console.print(Text("Findings", style="bold"))
-        for f in report.findings:
-            console.print(_finding(f))
+        console.print(_findings_table(report.findings))
     if report.recommendation is not None:
         console.print(_recommendation(report.recommendation.to_dict()))
     if report.bench:
@@ -77,7 +77,7 @@ def _gpu_table(report: Report) -> Table:
             str(g.index), (g.name or "?") + mig, g.compute_capability or "?", fmt.memory(g),
             fmt.temperature(g), fmt.power(g), fmt.pcie(g), state,
         )
-    return Padding(table, (0, 0, 1, 0))
+    return Padding(table, (0, 0, 1, 0), expand=False)
 
 
 def _software_table(report: Report) -> Padding:
@@ -86,37 +86,36 @@ def _software_table(report: Report) -> Padding:
     table.add_column()
     for name, value in fmt.software_rows(report.snapshot):
         table.add_row(name, value)
-    return Padding(table, (0, 0, 1, 0))
+    return Padding(table, (0, 0, 1, 0), expand=False)
 
 
-def _finding(f: Finding) -> Padding:
-    head = Text()
-    head.append(f"{f.severity.value.upper():5} ", style=STYLE[f.severity])
-    head.append(f"{f.id}  ", style="dim")
-    head.append(f.title + (f" (GPU {f.gpu})" if f.gpu is not None else ""))
-    lines: list[Any] = [head]
-    for e in f.evidence:
-        lines.append(Text(f"       {e}", style="dim"))
-    if f.fix:
-        fix = Text("       fix: ", style="bold")
-        fix.append(f.fix, style="")
-        lines.append(fix)
-    return Padding(Group(*lines), (0, 0, 0, 0))
+def _findings_table(findings: tuple[Finding, ...]) -> Padding:
+    # A grid keeps wrapped evidence and fixes aligned under the title, not under the margin.
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column()
+    for f in findings:
+        body: list[Any] = [Text(f.title + (f" (GPU {f.gpu})" if f.gpu is not None else ""))]
+        body += [Text(e, style="dim") for e in f.evidence]
+        if f.fix:
+            body.append(Text("fix: ", style="bold").append(f.fix, style=""))
+        grid.add_row(Text(f.severity.value.upper(), style=STYLE[f.severity]), f.id, Group(*body))
+    return Padding(grid, (0, 0, 1, 0), expand=False)
 
 
-def _recommendation(rec: dict[str, Any]) -> Padding:
-    lines: list[Any] = [Text("\nRecommended PyTorch build", style="bold")]
+def _recommendation(rec: dict[str, Any]) -> Group:
+    lines: list[Any] = []
     if rec.get("action") == "none":
-        lines.append(Text(f"  The installed torch already fits ({rec.get('torch') or 'as installed'})."))
+        lines.append(Text(f"The installed torch already fits ({rec.get('torch') or 'as installed'})."))
     else:
         for key in ("pip", "uv", "conda"):
             if rec.get(key):
-                lines.append(Text(f"  {key:6}", style="bold").append(rec[key], style=""))
-    for reason in rec.get("reasons") or []:
-        lines.append(Text(f"  - {reason}", style="dim"))
-    for warning in rec.get("warnings") or []:
-        lines.append(Text(f"  ! {warning}", style=STYLE[Severity.WARN]))
-    return Padding(Group(*lines), (0, 0, 1, 0))
+                lines.append(Text(f"{key:6}", style="bold").append(rec[key], style=""))
+    lines += [Text(f"- {reason}", style="dim") for reason in rec.get("reasons") or []]
+    lines += [Text(f"! {w}", style=STYLE[Severity.WARN]) for w in rec.get("warnings") or []]
+    body = Padding(Group(*lines), (0, 0, 1, 2), expand=False)
+    return Group(Text("Recommended PyTorch build", style="bold"), body)
 
 
 def _bench_table(rows: list[dict[str, Any]]) -> Table:

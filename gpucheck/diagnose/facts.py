@@ -1,0 +1,436 @@
+"""Small shared facts and predicates for the diagnose rules. Pure: no I/O, no torch, no NVML.
+
+The driver tables are NVIDIA's "CUDA Toolkit and Corresponding Driver Versions" (Table 3, GA
+rows) and "Minimum Required Driver Version for CUDA Minor Version Compatibility" (Table 2),
+as collected in shared/research/install_matrix.md section 4 (CUDA 13.2.2 release notes,
+read 2026-11). The arch-list fallback is install_matrix.md section 3.3 (PyTorch RELEASE.md
+support matrix and measured `torch.cuda.get_arch_list()` outputs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gpucheck.snapshot import Gpu, Snapshot
+
+Version = tuple[int, ...]
+
+# --- versions -----------------------------------------------------------------------------
+
+
+def vtuple(text: str | None) -> Version | None:
+    """ "550.54.14" -> (550, 54, 14); "12.8" -> (12, 8); None or junk -> None."""
+    if not text:
+        return None
+    m = re.match(r"\s*([0-9]+(?:\.[0-9]+)*)", text)
+    if not m:
+        return None
+    return tuple(int(p) for p in m.group(1).split("."))
+
+
+def driver_core(text: str | None) -> Version | None:
+    """A driver version as the kernel module prints it.
+
+    NVML's own version string carries the CUDA major in front ("12.550.54.14"); drop it so
+    that it compares with /proc/driver/nvidia/version ("550.54.14").
+    """
+    v = vtuple(text)
+    if v is not None and len(v) >= 3 and 10 <= v[0] < 100 <= v[1]:
+        return v[1:]
+    return v
+
+
+def fmt(v: Version) -> str:
+    return ".".join(str(p) for p in v)
+
+
+def major_minor(text: str | None) -> tuple[int, int] | None:
+    v = vtuple(text)
+    if v is None:
+        return None
+    return (v[0], v[1] if len(v) > 1 else 0)
+
+
+# --- NVIDIA driver vs CUDA ------------------------------------------------------------------
+
+# (major, minor) -> (Linux x86_64 minimum, Windows minimum); GA rows of Table 3.
+CUDA_GA_DRIVER: dict[tuple[int, int], tuple[str, str | None]] = {
+    (13, 2): ("595.45.04", None),
+    (13, 1): ("590.44.01", None),
+    (13, 0): ("580.65.06", None),
+    (12, 9): ("575.51.03", "576.02"),
+    (12, 8): ("570.26", "570.65"),
+    (12, 6): ("560.28.03", "560.76"),
+    (12, 5): ("555.42.02", "555.85"),
+    (12, 4): ("550.54.14", "551.61"),
+    (12, 3): ("545.23.06", "545.84"),
+    (12, 2): ("535.54.03", "536.25"),
+    (12, 1): ("530.30.02", "531.14"),
+    (12, 0): ("525.60.13", "527.41"),
+    (11, 8): ("520.61.05", "520.06"),
+    (11, 7): ("515.43.04", "516.01"),
+    (11, 6): ("510.39.01", "511.23"),
+    (11, 5): ("495.29.05", "496.04"),
+    (11, 4): ("470.42.01", "471.11"),
+    (11, 3): ("465.19.01", "465.89"),
+    (11, 2): ("460.27.03", "460.82"),
+    (11, 1): ("455.23", "456.38"),
+    (11, 0): ("450.51.05", "451.48"),
+    (10, 2): ("440.33", "441.22"),
+}
+
+# CUDA major -> (Linux, Windows) floor for minor version compatibility (Table 2). Windows 12.x:
+# 528.33 is the conservative reading (install_matrix.md notes 527.41 vs 528.33).
+MVC_FLOOR: dict[int, tuple[str, str]] = {
+    13: ("580", "580"),
+    12: ("525.60.13", "528.33"),
+    11: ("450.80.02", "452.39"),
+}
+
+
+def _col(os_name: str | None) -> int:
+    return 1 if os_name == "windows" else 0
+
+
+def ga_driver_min(cuda: tuple[int, int], os_name: str | None) -> str | None:
+    """Full-feature driver minimum for a CUDA minor release (or the nearest older one known)."""
+    known = sorted(k for k in CUDA_GA_DRIVER if k[0] == cuda[0] and k <= cuda)
+    if not known:
+        return None
+    row = CUDA_GA_DRIVER[known[-1]]
+    return row[_col(os_name)] or row[0]
+
+
+def mvc_floor(major: int, os_name: str | None) -> str | None:
+    row = MVC_FLOOR.get(major)
+    return row[_col(os_name)] if row else None
+
+
+def max_cuda_for_driver(driver: str | None, os_name: str | None) -> tuple[int, int] | None:
+    """Highest CUDA (major, minor) whose GA driver minimum this driver meets (Table 3)."""
+    d = driver_core(driver)
+    if d is None:
+        return None
+    best = None
+    for cuda, row in CUDA_GA_DRIVER.items():
+        need = vtuple(row[_col(os_name)] or row[0])
+        if need is not None and d >= need and (best is None or cuda > best):
+            best = cuda
+    return best
+
+
+@dataclass(frozen=True)
+class DriverFit:
+    """How a driver fits the CUDA a torch build was made for."""
+
+    verdict: str  # "full" | "mvc" | "too-old" | "unknown"
+    driver: str | None
+    driver_cuda: tuple[int, int] | None  # highest CUDA the driver supports
+    torch_cuda: tuple[int, int]
+    floor: str | None  # minor-version-compatibility floor of torch's CUDA major
+    full_min: str | None  # full-feature minimum for torch's CUDA (Table 3)
+
+
+def driver_fit(snapshot: Snapshot) -> DriverFit | None:
+    """None when torch is not a CUDA build or nothing is known about the driver."""
+    tc = major_minor(torch_cuda(snapshot))
+    if tc is None:
+        return None
+    d = snapshot.driver
+    os_name = snapshot.system.os
+    driver = d.version or d.kernel_module_version
+    dc = major_minor(d.cuda_version) or max_cuda_for_driver(driver, os_name)
+    if driver is None and dc is None:
+        return None
+    floor = mvc_floor(tc[0], os_name)
+    full_min = ga_driver_min(tc, os_name)
+    dv, fv = driver_core(driver), vtuple(floor)
+    if dc is not None and dc >= tc:
+        verdict = "full"
+    elif dc is not None and dc[0] < tc[0]:
+        verdict = "too-old"  # a newer CUDA major than the driver knows
+    elif dv is not None and fv is not None:
+        verdict = "mvc" if dv >= fv else "too-old"
+    else:
+        verdict = "too-old" if dc is not None else "unknown"
+    return DriverFit(verdict, driver, dc, tc, floor, full_min)
+
+
+# --- compute capability and arch lists ------------------------------------------------------
+
+
+def capability(text: str | None) -> tuple[int, int] | None:
+    """ "8.6" -> (8, 6); "12.0" -> (12, 0)."""
+    return major_minor(text)
+
+
+@dataclass(frozen=True)
+class Arch:
+    kind: str  # "sm" (cubin) | "compute" (PTX)
+    cc: tuple[int, int]
+    exact: bool = False  # "sm_90a": arch-specific, runs on exactly that CC
+
+
+def parse_arch(entry: str) -> Arch | None:
+    """ "sm_86" -> cubin 8.6; "sm_120" -> cubin 12.0; "compute_90" -> PTX 9.0; "sm_90a" exact."""
+    m = re.fullmatch(r"(sm|compute)_(\d+)([af]?)", entry.strip())
+    if not m:
+        return None
+    n = int(m.group(2))
+    return Arch(m.group(1), (n // 10, n % 10), exact=m.group(3) == "a")
+
+
+def arch_runs(cc: tuple[int, int], arch_list: tuple[str, ...] | list[str]) -> str | None:
+    """How a GPU of capability `cc` runs a build with `arch_list`: "cubin", "ptx" or None.
+
+    A cubin for sm_X.y runs on the same major X with minor >= y; PTX compute_X.Y JIT-compiles
+    for any CC >= X.Y (install_matrix.md 3.3, compatibility rule).
+    """
+    archs = [a for a in (parse_arch(e) for e in arch_list) if a is not None]
+    for a in archs:
+        if a.kind == "sm" and (a.cc == cc if a.exact else (a.cc[0] == cc[0] and cc[1] >= a.cc[1])):
+            return "cubin"
+    if any(a.kind == "compute" and cc >= a.cc for a in archs):
+        return "ptx"
+    return None
+
+
+def min_arch(arch_list: tuple[str, ...] | list[str]) -> tuple[int, int] | None:
+    ccs = [a.cc for a in (parse_arch(e) for e in arch_list) if a is not None]
+    return min(ccs) if ccs else None
+
+
+def _archs(spec: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in spec.split(";"):
+        num = item.replace("+PTX", "").replace(".", "")
+        out.append(f"sm_{num}")
+        if item.endswith("+PTX"):
+            out.append(f"compute_{num}")
+    return tuple(out)
+
+
+# (first torch minor, last torch minor, variant) -> arch list; Linux x86_64 PyPI/PyTorch-index
+# wheels only (install_matrix.md 3.3). Used only when the torch child did not report its list.
+_ARCH_TABLE: tuple[tuple[tuple[int, int], tuple[int, int], str, tuple[str, ...]], ...] = (
+    ((2, 9), (2, 14), "cu126", _archs("5.0;6.0;7.0;7.5;8.0;8.6;9.0")),
+    ((2, 9), (2, 10), "cu128", _archs("7.0;7.5;8.0;8.6;9.0;10.0;12.0")),
+    ((2, 11), (2, 11), "cu128", _archs("7.5;8.0;8.6;9.0;10.0;12.0")),
+    ((2, 9), (2, 14), "cu130", _archs("7.5;8.0;8.6;9.0;10.0;12.0+PTX")),
+    ((2, 12), (2, 14), "cu132", _archs("7.5;8.0;8.6;9.0;10.0;12.0+PTX")),
+)
+
+
+@dataclass(frozen=True)
+class ArchList:
+    archs: tuple[str, ...]
+    source: str  # "torch child" | "release matrix (torch X, cuXYZ)"
+    measured: bool
+
+
+def arch_list(snapshot: Snapshot) -> ArchList | None:
+    """torch's arch list: from the child when it ran, else the release matrix when known."""
+    rt = snapshot.torch_runtime
+    if rt is not None and rt.status == "ok" and rt.arch_list:
+        return ArchList(rt.arch_list, "torch child (torch.cuda.get_arch_list())", True)
+    t = snapshot.torch
+    if not is_pip_cuda_torch(snapshot) or snapshot.system.os != "linux":
+        return None
+    if snapshot.system.arch != "x86_64":
+        return None
+    tv, tc = major_minor(t.version), major_minor(t.cuda)
+    if tv is None or tc is None:
+        return None
+    variant = f"cu{tc[0]}{tc[1]}"
+    for first, last, var, archs in _ARCH_TABLE:
+        if var == variant and first <= tv <= last:
+            return ArchList(archs, f"release matrix (torch {tv[0]}.{tv[1]} {variant})", False)
+    return None
+
+
+# --- torch ----------------------------------------------------------------------------------
+
+
+def torch_cuda(snapshot: Snapshot) -> str | None:
+    """The CUDA torch was built for: static metadata first, else what the child saw."""
+    if snapshot.torch.cuda:
+        return snapshot.torch.cuda
+    rt = snapshot.torch_runtime
+    return rt.cuda_version if rt is not None and rt.status == "ok" else None
+
+
+def torch_version(snapshot: Snapshot) -> str | None:
+    rt = snapshot.torch_runtime
+    return snapshot.torch.version or (rt.version if rt is not None else None)
+
+
+def torch_installed(snapshot: Snapshot) -> bool:
+    rt = snapshot.torch_runtime
+    return snapshot.torch.installed or (
+        rt is not None and rt.status not in ("not-installed", "skipped")
+    )
+
+
+def is_cpu_torch(snapshot: Snapshot) -> bool:
+    """Installed torch that has neither CUDA nor ROCm in it (a "+cpu" build or alike)."""
+    t = snapshot.torch
+    if not torch_installed(snapshot):
+        return False
+    if t.local == "cpu":
+        return True
+    if t.cuda or t.hip:
+        return False
+    rt = snapshot.torch_runtime
+    if rt is not None and rt.status == "ok":
+        return not rt.cuda_version and not rt.hip_version
+    # Static metadata only (torch/version.py has cuda = None): trust it when it read cleanly.
+    return t.version is not None and t.error is None
+
+
+def is_rocm_torch(snapshot: Snapshot) -> bool:
+    rt = snapshot.torch_runtime
+    return bool(snapshot.torch.hip or (rt is not None and rt.hip_version)) or bool(
+        snapshot.torch.local and snapshot.torch.local.startswith("rocm")
+    )
+
+
+def is_pip_cuda_torch(snapshot: Snapshot) -> bool:
+    """A CUDA wheel from PyPI or the PyTorch index: it bundles CUDA runtime and cuDNN as
+    `nvidia-*` wheels (or, for old wheels, inside torch/lib). conda-forge builds have neither
+    a `+cuXYZ` tag nor `nvidia-*` wheels."""
+    t = snapshot.torch
+    if not torch_cuda(snapshot):
+        return False
+    return bool(t.nvidia_wheels) or bool(t.local and t.local.startswith("cu"))
+
+
+def has_cudnn_wheel(snapshot: Snapshot) -> bool:
+    return any(p.name.startswith("nvidia-cudnn") for p in snapshot.torch.nvidia_wheels)
+
+
+def cudnn_wheel_version(snapshot: Snapshot) -> str | None:
+    for p in snapshot.torch.nvidia_wheels:
+        if p.name.startswith("nvidia-cudnn"):
+            return p.version
+    return None
+
+
+def is_wheel_lib_path(path: str) -> bool:
+    """A library inside a pip `nvidia-*` wheel (site-packages/nvidia/<pkg>/lib/...)."""
+    return bool(re.search(r"[/\\](site|dist)-packages[/\\]nvidia[/\\]", path))
+
+
+# --- GPUs, visibility, containers -----------------------------------------------------------
+
+
+def healthy_gpus(snapshot: Snapshot) -> tuple[Gpu, ...]:
+    return tuple(g for g in snapshot.gpus if g.error is None)
+
+
+def nvidia_present(snapshot: Snapshot) -> bool:
+    """Some sign of an NVIDIA GPU: NVML sees one, or one sits on the PCI bus."""
+    return bool(snapshot.gpus) or bool(snapshot.system.nvidia_pci_devices)
+
+
+def gpu_nodes(snapshot: Snapshot) -> tuple[str, ...]:
+    """/dev/nvidia0, /dev/nvidia1, ... (not nvidiactl, nvidia-uvm, nvidia-caps)."""
+    return tuple(
+        n.path for n in snapshot.system.device_nodes if re.fullmatch(r"/dev/nvidia\d+", n.path)
+    )
+
+
+def container_without_gpus(snapshot: Snapshot) -> bool:
+    """Inside a container that was started with no NVIDIA device nodes."""
+    s = snapshot.system
+    return bool(s.container) and not gpu_nodes(snapshot) and not snapshot.gpus and not s.wsl
+
+
+def container_gpu_hint(snapshot: Snapshot) -> str | None:
+    """In a container without GPUs: a sign that the host has one (or the image expects one)."""
+    hint = host_driver_hint(snapshot)
+    if hint:
+        return hint.replace("is loaded", "is loaded on the host")
+    nvd = snapshot.system.env.get("NVIDIA_VISIBLE_DEVICES")
+    if nvd and nvd.strip().lower() not in ("void", "none", ""):
+        return f"NVIDIA_VISIBLE_DEVICES={nvd} (the image expects GPUs)"
+    return None
+
+
+def host_driver_hint(snapshot: Snapshot) -> str | None:
+    """Why we believe a driver (and so a GPU) exists even though NVML does not work."""
+    s, d = snapshot.system, snapshot.driver
+    if d.kernel_module_version:
+        return f"NVIDIA kernel module {d.kernel_module_version} is loaded (/proc/driver/nvidia/version)"
+    if s.nvidia_module_loaded:
+        return "the nvidia kernel module is loaded (/proc/modules)"
+    return None
+
+
+@dataclass(frozen=True)
+class Visibility:
+    raw: str
+    visible: tuple[str, ...]  # the entries CUDA keeps, in order
+    dropped: tuple[str, ...]  # the first invalid entry and everything after it
+    reason: str | None  # why the first dropped entry is invalid
+
+
+def cuda_visible_devices(snapshot: Snapshot) -> Visibility | None:
+    """Validate CUDA_VISIBLE_DEVICES against the GPUs NVML sees.
+
+    CUDA keeps the entries up to the first invalid one (an index past the count, an unknown
+    UUID, a repeat) and drops the rest; an empty value hides every device. UUIDs may be given
+    as a unique prefix including "GPU-" (NVIDIA MPS docs); MIG devices as "MIG-<uuid>".
+    None when the variable is unset or NVML saw no GPUs (nothing to validate against).
+    """
+    raw = snapshot.system.env.get("CUDA_VISIBLE_DEVICES")
+    if raw is None or not snapshot.gpus:
+        return None
+    entries = [e.strip() for e in raw.split(",")] if raw.strip() else []
+    uuids = [g.uuid for g in snapshot.gpus if g.uuid]
+    mig_known = [m for g in snapshot.gpus for m in (g.mig_devices or ())]
+    mig_probed = any(g.mig_devices is not None for g in snapshot.gpus if g.mig_enabled)
+    seen: list[str] = []
+    for i, e in enumerate(entries):
+        reason = _invalid_entry(e, len(snapshot.gpus), uuids, mig_known, mig_probed, snapshot)
+        key = e.lower()
+        if reason is None and key in seen:
+            reason = "repeated"
+        if reason is not None:
+            return Visibility(raw, tuple(entries[:i]), tuple(entries[i:]), f"{e!r}: {reason}")
+        seen.append(key)
+    if not entries:
+        return Visibility(raw, (), (), "empty value")
+    return Visibility(raw, tuple(entries), (), None)
+
+
+def _invalid_entry(
+    e: str,
+    count: int,
+    uuids: list[str],
+    mig_known: list[str],
+    mig_probed: bool,
+    snapshot: Snapshot,
+) -> str | None:
+    low = e.lower()
+    if low.startswith("mig-"):
+        if not any(g.mig_enabled for g in snapshot.gpus):
+            return "a MIG device, but no GPU has MIG enabled"
+        if mig_probed and not any(m.lower().startswith(low) for m in mig_known):
+            return "no such MIG device"
+        return None
+    if low.startswith("gpu-"):
+        if not uuids:
+            return None  # UUIDs unknown: cannot judge
+        hits = [u for u in uuids if u.lower().startswith(low)]
+        if not hits:
+            return "no GPU has this UUID"
+        if len(hits) > 1:
+            return "ambiguous UUID prefix"
+        return None
+    m = re.match(r"\d+", e)
+    if not m:
+        return "not an index or a UUID"
+    if int(m.group(0)) >= count:
+        return f"index past the {count} GPU(s) NVML sees"
+    return None
