@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench gpu-check clean
+.PHONY: run test lint bench fuzz gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gpucheck finetune tests
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/probe_speed.py $(ARGS)
+	$(BIN)/python benchmarks/probe_speed.py
+	$(BIN)/python benchmarks/fault_times.py
 	$(BIN)/python -m finetune.compare $(ARGS_COMPARE)
 
 # The one script to run on a lent GPU machine: it has torch, transformers, nvidia-ml-py, rich,
@@ -38,3 +39,8 @@ gpu-check:
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+
+# Minutes of hypothesis fuzzing of every parser (snapshot JSON, /proc and /sys text, nvidia-smi
+# CSV, nvcc, cuDNN headers, CoNLL); `make test` runs the same tests with a few hundred examples.
+fuzz: $(STAMP)
+	GPUCHECK_FUZZ_EXAMPLES=$${EXAMPLES:-20000} $(BIN)/python -m pytest -q -k fuzz $(ARGS)

@@ -21,7 +21,9 @@ COMMANDS = {
 
 def time_command(argv: list[str], timeout: float = 300.0) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+    proc = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1):  # gpucheck exits 1 when it finds errors: still a full run
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}")
@@ -33,7 +35,10 @@ def probe_vs_collect_env(runs: int) -> dict[str, dict[str, float]]:
     for _ in range(runs):
         for name, argv in COMMANDS.items():
             times[name].append(time_command(argv))
-    return {n: {"median_s": statistics.median(t), "min_s": min(t), "runs": len(t)} for n, t in times.items()}
+    return {
+        n: {"median_s": statistics.median(t), "min_s": min(t), "runs": len(t)}
+        for n, t in times.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,18 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         print(f"  {name:38} {r['median_s']:7.3f} s  (min {r['min_s']:.3f} s)")
     print(f"  ratio collect_env / gpucheck probe: {theirs / ours:.1f}x")
-    from gpucheck.faultbench import fault_times
-
-    faults = fault_times()
-    print("\nTime to report an injected hang (target: configured timeout + 1 s):")
-    for row in faults:
-        verdict = "ok" if row["elapsed_s"] <= row["timeout_s"] + 1.0 else "SLOW"
-        print(f"  {row['fault']:38} timeout {row['timeout_s']:4.1f} s  reported after "
-              f"{row['elapsed_s']:5.2f} s  {verdict}")
     if args.json:
         from gpucheck.io import write_atomic
 
-        write_atomic(args.json, json.dumps({"probe": results, "faults": faults}, indent=2) + "\n")
+        write_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0
 
 

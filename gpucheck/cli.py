@@ -66,7 +66,11 @@ def build_parser() -> Parser:
     from gpucheck.recommend import cli as recommend_cli
 
     for name, module, text in (
-        ("recommend", recommend_cli, "the PyTorch build to install, here or on a described machine"),
+        (
+            "recommend",
+            recommend_cli,
+            "the PyTorch build to install, here or on a described machine",
+        ),
         ("bootstrap", bootstrap, "create or fix an environment with the recommended build"),
     ):
         p = sub.add_parser(name, help=text)
@@ -77,34 +81,72 @@ def build_parser() -> Parser:
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
-    out.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                     help="write the JSON report to FILE (or stdout when FILE is omitted)")
-    out.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
-                     help="write a markdown report to FILE (or stdout)")
+    out.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the JSON report to FILE (or stdout when FILE is omitted)",
+    )
+    out.add_argument(
+        "--markdown",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write a markdown report to FILE (or stdout)",
+    )
     out.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE")
     out.add_argument("--dump-snapshot", metavar="FILE", help="write the raw snapshot to FILE")
     out.add_argument("--quiet", "-q", action="store_true", help="no terminal report")
-    out.add_argument("--no-color", action="store_true", help="plain text (NO_COLOR is honoured too)")
+    out.add_argument(
+        "--no-color", action="store_true", help="plain text (NO_COLOR is honoured too)"
+    )
     run = p.add_argument_group("run")
-    run.add_argument("--from-snapshot", metavar="FILE",
-                     help="run everything on a recorded snapshot instead of probing this machine")
-    run.add_argument("--compat", metavar="FILE", help="use this compatibility table instead of the built-in one")
+    run.add_argument(
+        "--from-snapshot",
+        metavar="FILE",
+        help="run everything on a recorded snapshot instead of probing this machine",
+    )
+    run.add_argument(
+        "--compat", metavar="FILE", help="use this compatibility table instead of the built-in one"
+    )
     run.add_argument("--strict", action="store_true", help="warnings fail the run too (exit 1)")
-    run.add_argument("--require-gpu", action="store_true", help="no usable GPU is an error (exit 1)")
-    run.add_argument("--torch-timeout", type=positive_seconds, default=60.0, metavar="S",
-                     help="limit for the torch child process (default 60)")
-    run.add_argument("--timeout", type=positive_seconds, metavar="S",
-                     help="limit for the whole run; children get what is left")
+    run.add_argument(
+        "--require-gpu", action="store_true", help="no usable GPU is an error (exit 1)"
+    )
+    run.add_argument(
+        "--torch-timeout",
+        type=positive_seconds,
+        default=60.0,
+        metavar="S",
+        help="limit for the torch child process (default 60)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        metavar="S",
+        help="limit for the whole run; children get what is left",
+    )
 
 
 def _add_bench_options(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("benchmark")
     b.add_argument("--no-bench", action="store_true", help="skip the smoke benchmark")
-    b.add_argument("--bench-preset", choices=("tiny", "small", "base", "large"),
-                   help="model size (default: tiny on CPU, base on a GPU)")
-    b.add_argument("--bench-timeout", type=positive_seconds, default=600.0, metavar="S",
-                   help="limit for each benchmark child (default 600)")
-    b.add_argument("--bench-device", metavar="DEV", help="cpu, cuda or cuda:N (default: every GPU in turn)")
+    b.add_argument(
+        "--bench-preset",
+        choices=("tiny", "small", "base", "large"),
+        help="model size (default: tiny on CPU, base on a GPU)",
+    )
+    b.add_argument(
+        "--bench-timeout",
+        type=positive_seconds,
+        default=600.0,
+        metavar="S",
+        help="limit for each benchmark child (default 600)",
+    )
+    b.add_argument(
+        "--bench-device", metavar="DEV", help="cpu, cuda or cuda:N (default: every GPU in turn)"
+    )
 
 
 class Deadline:
@@ -128,7 +170,11 @@ def run_report_command(args: argparse.Namespace) -> int:
     else:
         from gpucheck.probe import collect
 
-        snapshot = collect(torch_child=wants_torch, torch_timeout=deadline.limit(args.torch_timeout))
+        snapshot = collect(
+            torch_child=wants_torch,
+            torch_timeout=deadline.limit(args.torch_timeout),
+            nvml_timeout=deadline.limit(10.0),
+        )
     if args.dump_snapshot:
         write_atomic(args.dump_snapshot, snapshot.to_json() + "\n")
 
@@ -138,7 +184,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     findings = diagnose(snapshot, require_gpu=args.require_gpu)
     table = load_compat(args.compat)
     recommendation = recommend(snapshot, table=table)
-    findings += recommend_findings(snapshot, recommendation)
+    findings += recommend_findings(snapshot, recommendation, already={f.id for f in findings})
     bench, notes = None, []
     if args.command in ("check", "bench") and not args.no_bench:
         if args.from_snapshot:
@@ -146,14 +192,23 @@ def run_report_command(args: argparse.Namespace) -> int:
         else:
             from gpucheck import bench as bench_mod
 
-            bench = tuple(bench_mod.run_benches(
-                snapshot, preset=args.bench_preset, device=args.bench_device,
-                timeout=deadline.limit(args.bench_timeout),
-            ))
+            bench = tuple(
+                bench_mod.run_benches(
+                    snapshot,
+                    preset=args.bench_preset,
+                    device=args.bench_device,
+                    timeout=deadline.limit(args.bench_timeout),
+                )
+            )
             findings += bench_mod.bench_findings(bench)
     report = Report(
-        snapshot=snapshot, findings=tuple(sort_findings(findings)), recommendation=recommendation,
-        bench=bench, command=args.command, strict=args.strict, notes=tuple(notes),
+        snapshot=snapshot,
+        findings=tuple(sort_findings(findings)),
+        recommendation=recommendation,
+        bench=bench,
+        command=args.command,
+        strict=args.strict,
+        notes=tuple(notes),
     )
     emit(report, args)
     return report.exit_code
@@ -163,7 +218,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     to_stdout = [flag for flag in ("json", "markdown") if getattr(args, flag) == "-"]
     if len(to_stdout) > 1:
         raise UsageError("--json and --markdown cannot both go to stdout; give one of them a FILE")
-    paths = [p for p in (args.json, args.markdown, args.junit, args.dump_snapshot) if p and p != "-"]
+    paths = [
+        p for p in (args.json, args.markdown, args.junit, args.dump_snapshot) if p and p != "-"
+    ]
     if len(set(map(os.path.abspath, paths))) != len(paths):
         raise UsageError("two outputs name the same file")
     for path in paths:

@@ -52,7 +52,9 @@ class Report:
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "strict": self.strict,
-            "summary": {s.value: self.count(s) for s in (Severity.ERROR, Severity.WARN, Severity.INFO)},
+            "summary": {
+                s.value: self.count(s) for s in (Severity.ERROR, Severity.WARN, Severity.INFO)
+            },
             "findings": [f.to_dict() for f in self.findings],
             "recommendation": self.recommendation.to_dict() if self.recommendation else None,
             "bench": [b.to_dict() for b in self.bench] if self.bench is not None else None,

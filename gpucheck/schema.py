@@ -34,7 +34,8 @@ def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "properties": {f.name: _type_schema(hints[f.name], defs) for f in fields},
                 "required": [
-                    f.name for f in fields
+                    f.name
+                    for f in fields
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                 ],
             }
@@ -42,17 +43,28 @@ def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if origin is tuple:
         return {"type": "array", "items": _type_schema(typing.get_args(tp)[0], defs)}
     if origin is dict:
-        return {"type": "object", "additionalProperties": _type_schema(typing.get_args(tp)[1], defs)}
+        return {
+            "type": "object",
+            "additionalProperties": _type_schema(typing.get_args(tp)[1], defs),
+        }
     return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
 
 
 def snapshot_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     root = _type_schema(Snapshot, defs)
-    defs["Snapshot"]["properties"]["schema_version"] = {"type": "integer", "minimum": 1,
-                                                        "maximum": SCHEMA_VERSION}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{BASE}/snapshot.schema.json",
-            "title": f"gpucheck snapshot, schema_version {SCHEMA_VERSION}", **root, "$defs": defs}
+    defs["Snapshot"]["properties"]["schema_version"] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": SCHEMA_VERSION,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{BASE}/snapshot.schema.json",
+        "title": f"gpucheck snapshot, schema_version {SCHEMA_VERSION}",
+        **root,
+        "$defs": defs,
+    }
 
 
 _STR_LIST = {"type": "array", "items": {"type": "string"}}
@@ -73,12 +85,27 @@ FINDING = {
 
 RECOMMENDATION = {
     "type": "object",
-    "required": ["variant", "torch", "index_url", "pip", "uv", "conda", "action", "reasons", "warnings"],
+    "required": [
+        "variant",
+        "torch",
+        "index_url",
+        "pip",
+        "uv",
+        "conda",
+        "action",
+        "reasons",
+        "warnings",
+    ],
     "properties": {
-        "variant": _NULL_STR, "torch": _NULL_STR, "index_url": _NULL_STR,
-        "pip": _NULL_STR, "uv": _NULL_STR, "conda": _NULL_STR,
+        "variant": _NULL_STR,
+        "torch": _NULL_STR,
+        "index_url": _NULL_STR,
+        "pip": _NULL_STR,
+        "uv": _NULL_STR,
+        "conda": _NULL_STR,
         "action": {"enum": ["none", "install", "upgrade-driver", "change-python", "unsupported"]},
-        "reasons": _STR_LIST, "warnings": _STR_LIST,
+        "reasons": _STR_LIST,
+        "warnings": _STR_LIST,
     },
 }
 
@@ -102,8 +129,18 @@ def report_schema() -> dict[str, Any]:
         "$id": f"{BASE}/report.schema.json",
         "title": f"gpucheck report, schema_version {REPORT_SCHEMA_VERSION}",
         "type": "object",
-        "required": ["schema_version", "tool", "command", "verdict", "exit_code", "summary",
-                     "findings", "recommendation", "bench", "snapshot"],
+        "required": [
+            "schema_version",
+            "tool",
+            "command",
+            "verdict",
+            "exit_code",
+            "summary",
+            "findings",
+            "recommendation",
+            "bench",
+            "snapshot",
+        ],
         "properties": {
             "schema_version": {"const": REPORT_SCHEMA_VERSION},
             "tool": {"type": "object", "required": ["name", "version"]},

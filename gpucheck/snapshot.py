@@ -258,7 +258,7 @@ def to_plain(value: Any) -> Any:
         return [to_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # str Enums
+    if hasattr(value, "value") and isinstance(value.value, str):  # str Enums
         return value.value
     return value
 

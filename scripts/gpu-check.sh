@@ -34,6 +34,7 @@ echo "exit $?"
 
 step "probe timing vs collect_env"
 timeout 90 $PY benchmarks/probe_speed.py --runs 5 --json "$OUT/bench-probe.json"
+timeout 90 $PY benchmarks/fault_times.py "$OUT/bench-faults.json"
 echo "exit $?"
 
 step "GPU-only tests"

@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
-
 from conftest import SNAPSHOTS, healthy_gpu_snapshot, validate_report
+
 from gpucheck import cli
 from gpucheck.snapshot import SCHEMA_VERSION, Gpu
 
@@ -61,8 +61,18 @@ def test_require_gpu(capsys):
 def test_every_fixture_renders_everywhere(tmp_path, capsys, fixture):
     path = str(SNAPSHOTS / fixture)
     out_json, out_md, out_xml = (str(tmp_path / n) for n in ("r.json", "r.md", "r.xml"))
-    code, out, err = run(capsys, "--from-snapshot", path, "--json", out_json, "--markdown", out_md,
-                         "--junit", out_xml, "--no-color")
+    code, out, err = run(
+        capsys,
+        "--from-snapshot",
+        path,
+        "--json",
+        out_json,
+        "--markdown",
+        out_md,
+        "--junit",
+        out_xml,
+        "--no-color",
+    )
     assert code in (0, 1), err
     doc = json.loads(open(out_json).read())
     validate_report(doc)
@@ -93,7 +103,10 @@ BAD_INPUTS = [
     (["--from-snapshot", "{tmp}/future.json"], "newer than this gpucheck"),
     (["--from-snapshot", "{tmp}/binary.json"], "not UTF-8"),
     (["--from-snapshot", "{tmp}/wrongtype.json"], "expected int"),
-    (["--compat", "{tmp}/truncated.json", "--from-snapshot", "{tmp}/good.json"], "compatibility table"),
+    (
+        ["--compat", "{tmp}/truncated.json", "--from-snapshot", "{tmp}/good.json"],
+        "compatibility table",
+    ),
 ]
 
 
@@ -102,7 +115,9 @@ def bad_files(tmp_path):
     good = healthy_gpu_snapshot().to_dict()
     (tmp_path / "good.json").write_text(json.dumps(good))
     (tmp_path / "truncated.json").write_text(json.dumps(good)[:200])
-    (tmp_path / "future.json").write_text(json.dumps({**good, "schema_version": SCHEMA_VERSION + 1}))
+    (tmp_path / "future.json").write_text(
+        json.dumps({**good, "schema_version": SCHEMA_VERSION + 1})
+    )
     (tmp_path / "binary.json").write_bytes(bytes(range(256)) * 4)
     good["gpus"][0]["index"] = "0"
     (tmp_path / "wrongtype.json").write_text(json.dumps(good))
@@ -130,9 +145,13 @@ def test_read_only_output_folder_is_exit_2(capsys, tmp_path, write_snapshot, mon
     # As root the folder's mode bits do not stop a write, so ask the same question os.access asks.
     src = write_snapshot(healthy_gpu_snapshot())
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(tmp_path / "ro") else real_access(p, m))
+    monkeypatch.setattr(
+        os, "access", lambda p, m: False if str(p) == str(tmp_path / "ro") else real_access(p, m)
+    )
     (tmp_path / "ro").mkdir()
-    code, _, err = run(capsys, "probe", "--from-snapshot", src, "--json", str(tmp_path / "ro" / "r.json"))
+    code, _, err = run(
+        capsys, "probe", "--from-snapshot", src, "--json", str(tmp_path / "ro" / "r.json")
+    )
     assert code == 2 and "not writable" in err
     assert os.listdir(tmp_path / "ro") == []
 

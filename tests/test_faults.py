@@ -13,10 +13,10 @@ import sys
 import time
 
 import pytest
-
 from conftest import validate_report
 from fakes.fake_pynvml import FakeGpu, FakeNvml
 from fakes.machine import env_with, fake_binary, fake_torch, gpu_host, write
+
 from gpucheck import cli, probe
 
 # A Python with no torch in it: the interpreter this venv was made from.
@@ -28,7 +28,9 @@ def run_cli(monkeypatch, tmp_path, *, root, env, argv=("probe",), **collect_kw):
 
     `probe` (the default) skips the torch child; `check --no-bench` runs it.
     """
-    monkeypatch.setattr(probe, "collect", functools.partial(probe.collect, root=str(root), env=env, **collect_kw))
+    monkeypatch.setattr(
+        probe, "collect", functools.partial(probe.collect, root=str(root), env=env, **collect_kw)
+    )
     out = tmp_path / "report.json"
     start = time.monotonic()
     code = cli.main([*argv, "--json", str(out), "-q"])
@@ -92,7 +94,9 @@ def test_no_gpu_at_all_is_info_and_exit_0(monkeypatch, tmp_path):
 
 
 def test_one_gpu_of_four_lost(monkeypatch, tmp_path, host):
-    gpus = [FakeGpu(uuid=f"GPU-{i}", handle_error="GpuIsLost" if i == 2 else None) for i in range(4)]
+    gpus = [
+        FakeGpu(uuid=f"GPU-{i}", handle_error="GpuIsLost" if i == 2 else None) for i in range(4)
+    ]
     FakeNvml(gpus).install(monkeypatch)
     got, doc, _ = run_cli(monkeypatch, tmp_path, root=host, env=env_with())
     lost = [f for f in doc["findings"] if f["id"] == "GC301"]
@@ -103,8 +107,12 @@ def test_one_gpu_of_four_lost(monkeypatch, tmp_path, host):
 @pytest.mark.parametrize("how", ["NotSupported", "Unknown"])
 def test_every_field_query_failing(monkeypatch, tmp_path, host, how):
     fake = FakeNvml([FakeGpu()])
-    names = [n for n in dir(fake) if n.startswith("nvmlDeviceGet") and n not in (
-        "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex")]
+    names = [
+        n
+        for n in dir(fake)
+        if n.startswith("nvmlDeviceGet")
+        and n not in ("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex")
+    ]
     fake.fails = {n: how for n in names}
     fake.install(monkeypatch)
     got, doc, _ = run_cli(monkeypatch, tmp_path, root=host, env=env_with())
@@ -118,8 +126,9 @@ def test_every_field_query_failing(monkeypatch, tmp_path, host, how):
 def test_nvml_call_that_hangs(monkeypatch, tmp_path, host):
     fake = FakeNvml(fails={"nvmlInit": "hang"}).install(monkeypatch)
     try:
-        got, doc, elapsed = run_cli(monkeypatch, tmp_path, root=host, env=env_with(),
-                                    nvml_timeout=1.0)
+        got, doc, elapsed = run_cli(
+            monkeypatch, tmp_path, root=host, env=env_with(), argv=("probe", "--timeout", "1")
+        )
     finally:
         fake.release()
     assert elapsed < 1.0 + 1.0
@@ -167,7 +176,9 @@ def test_proc_driver_version_malformed(monkeypatch, tmp_path, host):
 def test_unreadable_device_nodes(monkeypatch, tmp_path, host):
     FakeNvml(init_error="NoPermission").install(monkeypatch)
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, m, **kw: False if "/dev/nvidia" in str(p) else real(p, m, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **kw: False if "/dev/nvidia" in str(p) else real(p, m, **kw)
+    )
     got, doc, _ = run_cli(monkeypatch, tmp_path, root=host, env=env_with())
     assert not any(n["readable"] for n in doc["snapshot"]["system"]["device_nodes"])
     assert_named(doc, "GC108")
@@ -178,9 +189,16 @@ def test_unreadable_device_nodes(monkeypatch, tmp_path, host):
 
 TORCH_FAULTS = [
     # (fake torch body, expected finding, torch timeout)
-    ("raise ImportError('libcudnn.so.9: cannot open shared object file: No such file or directory')\n",
-     "GC211", 20.0),
-    ("raise OSError('libtorch_cuda.so: undefined symbol: __nvJitLinkCreate_12_8')\n", "GC211", 20.0),
+    (
+        "raise ImportError('libcudnn.so.9: cannot open shared object file: No such file or directory')\n",
+        "GC211",
+        20.0,
+    ),
+    (
+        "raise OSError('libtorch_cuda.so: undefined symbol: __nvJitLinkCreate_12_8')\n",
+        "GC211",
+        20.0,
+    ),
     ("import time\ntime.sleep(60)\n", "GC212", 1.5),
     ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "GC213", 20.0),
 ]
@@ -228,8 +246,24 @@ def test_cuda_unavailable_with_a_gpu_present(monkeypatch, tmp_path, host):
 
 def test_torch_not_installed(monkeypatch, tmp_path, host):
     FakeNvml().install(monkeypatch)
-    got, doc, _ = run_cli(monkeypatch, tmp_path, root=host, env=env_with(), python=BARE_PYTHON,
-                          argv=("check", "--no-bench"))
+    got, doc, _ = run_cli(
+        monkeypatch,
+        tmp_path,
+        root=host,
+        env=env_with(),
+        python=BARE_PYTHON,
+        argv=("check", "--no-bench"),
+    )
     assert doc["snapshot"]["torch"]["installed"] is False
     assert_named(doc, "GC201", "warn")
     assert doc["recommendation"]["pip"]  # and what to install instead
+
+
+def test_whole_run_timeout_bounds_a_hanging_child(monkeypatch, tmp_path, host):
+    FakeNvml().install(monkeypatch)
+    env = env_with(pythonpath=fake_torch(tmp_path / "site", "import time\ntime.sleep(60)\n"))
+    argv = ("check", "--no-bench", "--torch-timeout", "60", "--timeout", "2")
+    got, doc, elapsed = run_cli(monkeypatch, tmp_path, root=host, env=env, argv=argv)
+    assert elapsed < 2 + 1.0
+    assert doc["snapshot"]["torch_runtime"]["status"] == "timeout"
+    assert_named(doc, "GC212")

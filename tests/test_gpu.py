@@ -46,9 +46,21 @@ def test_probe_sees_every_gpu_with_its_fields():
 def test_check_json_on_this_gpu(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "gpucheck", "--json", str(out), "-q", "--bench-preset", "tiny",
-         "--bench-timeout", "240"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gpucheck",
+            "--json",
+            str(out),
+            "-q",
+            "--bench-preset",
+            "tiny",
+            "--bench-timeout",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     doc = json.loads(out.read_text())
     assert proc.returncode == doc["exit_code"], proc.stderr

@@ -6,6 +6,7 @@ import json
 import pathlib
 
 import pytest
+from conftest import FUZZ_EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -265,9 +266,9 @@ FRAGMENTS = st.sampled_from(
 TEXTS = st.one_of(st.text(), st.lists(st.one_of(FRAGMENTS, st.text(max_size=5))).map("".join))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(TEXTS)
-def test_parsers_never_raise(text):
+def test_fuzz_parsers_never_raise(text):
     for parse in TEXT_PARSERS:
         parse(text)
     parse_cuda_version_json(text)

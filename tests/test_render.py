@@ -2,6 +2,7 @@ import io
 import xml.etree.ElementTree as ET
 
 from conftest import SNAPSHOTS
+
 from gpucheck.diagnose import diagnose
 from gpucheck.findings import Finding, Severity
 from gpucheck.recommend import recommend
@@ -13,7 +14,9 @@ from gpucheck.snapshot import Snapshot
 
 def report_for(name: str, **kw) -> Report:
     snap = Snapshot.from_json((SNAPSHOTS / name).read_text())
-    return Report(snapshot=snap, findings=tuple(diagnose(snap)), recommendation=recommend(snap), **kw)
+    return Report(
+        snapshot=snap, findings=tuple(diagnose(snap)), recommendation=recommend(snap), **kw
+    )
 
 
 def console_text(report: Report, **kw) -> str:

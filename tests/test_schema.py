@@ -1,6 +1,7 @@
 import json
 
 from conftest import SCHEMAS, validate_report
+
 from gpucheck.report import Report
 from gpucheck.schema import report_schema, snapshot_schema
 

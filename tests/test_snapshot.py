@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from conftest import FUZZ_EXAMPLES, healthy_gpu_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import healthy_gpu_snapshot
 from gpucheck.snapshot import SCHEMA_VERSION, Snapshot, SnapshotError
 
 
@@ -48,12 +48,14 @@ def test_truncated_json_is_a_snapshot_error(healthy_snapshot):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(json_values)
 def test_fuzz_from_json_only_raises_snapshot_error(value):
     try:
@@ -62,7 +64,7 @@ def test_fuzz_from_json_only_raises_snapshot_error(value):
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.data())
 def test_fuzz_mutated_real_snapshot(data):
     # Replace one leaf of a real snapshot with junk: it loads or fails cleanly, never crashes.

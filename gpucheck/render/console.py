@@ -23,7 +23,9 @@ STYLE = {
 VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
 
 
-def make_console(file: Any = None, *, width: int | None = None, color: bool | None = None) -> Console:
+def make_console(
+    file: Any = None, *, width: int | None = None, color: bool | None = None
+) -> Console:
     """A console that honours NO_COLOR and non-TTY output (rich does both) and stays <= 100 cols."""
     console = Console(file=file, width=width, no_color=(color is False) or None, highlight=False)
     if width is None:
@@ -74,8 +76,14 @@ def _gpu_table(report: Report) -> Table:
             state = Text("ok", style=STYLE[Severity.OK])
         mig = " MIG" if g.mig_enabled else ""
         table.add_row(
-            str(g.index), (g.name or "?") + mig, g.compute_capability or "?", fmt.memory(g),
-            fmt.temperature(g), fmt.power(g), fmt.pcie(g), state,
+            str(g.index),
+            (g.name or "?") + mig,
+            g.compute_capability or "?",
+            fmt.memory(g),
+            fmt.temperature(g),
+            fmt.power(g),
+            fmt.pcie(g),
+            state,
         )
     return Padding(table, (0, 0, 1, 0), expand=False)
 
@@ -107,7 +115,9 @@ def _findings_table(findings: tuple[Finding, ...]) -> Padding:
 def _recommendation(rec: dict[str, Any]) -> Group:
     lines: list[Any] = []
     if rec.get("action") == "none":
-        lines.append(Text(f"The installed torch already fits ({rec.get('torch') or 'as installed'})."))
+        lines.append(
+            Text(f"The installed torch already fits ({rec.get('torch') or 'as installed'}).")
+        )
     else:
         for key in ("pip", "uv", "conda"):
             if rec.get(key):
@@ -119,12 +129,19 @@ def _recommendation(rec: dict[str, Any]) -> Group:
 
 
 def _bench_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Smoke benchmark (BERT NER fine-tuning)", title_justify="left",
-                  title_style="bold", box=None, pad_edge=False)
+    table = Table(
+        title="Smoke benchmark (BERT NER fine-tuning)",
+        title_justify="left",
+        title_style="bold",
+        box=None,
+        pad_edge=False,
+    )
     cells = [fmt.bench_row(b) for b in rows]
     for col in cells[0]:
-        table.add_column(col, no_wrap=True, justify="left" if col in ("device", "status") else "right")
-    for row, raw in zip(cells, rows):
+        table.add_column(
+            col, no_wrap=True, justify="left" if col in ("device", "status") else "right"
+        )
+    for row, raw in zip(cells, rows, strict=True):
         style = "green" if raw.get("status") == "ok" else "red"
         table.add_row(*[Text(v, style=style) if k == "status" else v for k, v in row.items()])
     return table

@@ -27,13 +27,21 @@ def render_junit(report: Report) -> str:
         failed = f.severity is Severity.ERROR or (report.strict and f.severity is Severity.WARN)
         detail = "\n".join([*f.evidence, *([f"fix: {f.fix}"] if f.fix else [])])
         gpu = f" (GPU {f.gpu})" if f.gpu is not None else ""
-        case(f"{f.id} {f.title}{gpu}", f"gpucheck.findings.{f.severity.value}",
-             f.title if failed else None, detail)
+        case(
+            f"{f.id} {f.title}{gpu}",
+            f"gpucheck.findings.{f.severity.value}",
+            f.title if failed else None,
+            detail,
+        )
     for b in report.bench or ():
         d = b.to_dict()
         ok = d.get("status") == "ok"
-        case(f"bench {d.get('device')}", "gpucheck.bench", None if ok else str(d.get("status")),
-             str(d.get("error") or ""))
+        case(
+            f"bench {d.get('device')}",
+            "gpucheck.bench",
+            None if ok else str(d.get("status")),
+            str(d.get("error") or ""),
+        )
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
     suite.set("errors", "0")

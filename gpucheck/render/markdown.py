@@ -15,10 +15,21 @@ def render_markdown(report: Report) -> str:
     s = report.snapshot
     out = [f"## gpucheck {__version__}: **{report.verdict}**", "", fmt.verdict_reason(report), ""]
     if s.gpus:
-        out += ["| # | GPU | CC | memory | temp | power | PCIe | error |", "|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| # | GPU | CC | memory | temp | power | PCIe | error |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for g in s.gpus:
-            row = [str(g.index), g.name or "?", g.compute_capability or "?", fmt.memory(g),
-                   fmt.temperature(g), fmt.power(g), fmt.pcie(g), g.error or ""]
+            row = [
+                str(g.index),
+                g.name or "?",
+                g.compute_capability or "?",
+                fmt.memory(g),
+                fmt.temperature(g),
+                fmt.power(g),
+                fmt.pcie(g),
+                g.error or "",
+            ]
             out.append("| " + " | ".join(_cell(c) for c in row) + " |")
         out.append("")
     out += ["| | |", "|---|---|"]
@@ -45,8 +56,12 @@ def render_markdown(report: Report) -> str:
         out.append("")
     if report.bench:
         rows = [fmt.bench_row(b.to_dict()) for b in report.bench]
-        out += ["### Smoke benchmark", "", "| " + " | ".join(rows[0]) + " |",
-                "|" + "---|" * len(rows[0])]
+        out += [
+            "### Smoke benchmark",
+            "",
+            "| " + " | ".join(rows[0]) + " |",
+            "|" + "---|" * len(rows[0]),
+        ]
         out += ["| " + " | ".join(_cell(v) for v in r.values()) + " |" for r in rows]
         out.append("")
     out += [f"_{n}_" for n in report.notes]

@@ -71,7 +71,11 @@ def torch_line(s: Snapshot) -> str:
         return line + "; not imported (static probe)"
     if rt.status != "ok":
         return f"{line}; import {rt.status}: {rt.error or '?'}"
-    avail = f"CUDA available, {rt.device_count} device(s)" if rt.cuda_available else "CUDA not available"
+    avail = (
+        f"CUDA available, {rt.device_count} device(s)"
+        if rt.cuda_available
+        else "CUDA not available"
+    )
     took = f", import {rt.import_time_s:.1f} s" if rt.import_time_s is not None else ""
     return f"{line}; {avail}{took}"
 

@@ -29,7 +29,11 @@ def gpu_host(root: pathlib.Path, *, driver_loaded: bool = True) -> pathlib.Path:
     (root / "dev/shm").mkdir(parents=True, exist_ok=True)
     if driver_loaded:
         write(root, "/proc/modules", (TEXT / "proc_modules.txt").read_text())
-        write(root, "/proc/driver/nvidia/version", (TEXT / "proc_driver_version_proprietary.txt").read_text())
+        write(
+            root,
+            "/proc/driver/nvidia/version",
+            (TEXT / "proc_driver_version_proprietary.txt").read_text(),
+        )
         for node in ("nvidia0", "nvidiactl", "nvidia-uvm"):
             write(root, f"/dev/{node}")
     else:

@@ -1,0 +1,190 @@
+"""`gpucheck recommend`: the torch build for this machine, or for one described by flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from gpucheck.compat import CompatError, CompatTable, load_table, parse_cc
+from gpucheck.errors import UsageError
+from gpucheck.recommend.engine import Recommendation, parse_torch_spec, recommend
+from gpucheck.recommend.machine import Machine, MachineGpu, describe_gpu, short_python
+
+NOTHING_FITS = ("unsupported", "upgrade-driver", "change-python")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group(
+        "describe another machine (each flag overrides what was probed here)"
+    )
+    what.add_argument("--os", choices=("linux", "windows", "macos"), help="operating system")
+    what.add_argument("--arch", choices=("x86_64", "aarch64", "arm64"), help="CPU architecture")
+    what.add_argument("--python", metavar="X.Y", help="Python version, e.g. 3.12")
+    what.add_argument("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 550.54.14")
+    what.add_argument(
+        "--gpu",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="GPU name (repeatable), e.g. 'RTX 4090', 'H100', 'MI300X', 'Arc A770'",
+    )
+    what.add_argument(
+        "--compute-capability",
+        action="append",
+        metavar="X.Y",
+        default=None,
+        help="compute capability (repeatable; pairs with --gpu by order)",
+    )
+    what.add_argument(
+        "--rocm-arch",
+        action="append",
+        metavar="gfxNNNN",
+        default=None,
+        help="AMD GPU architecture, e.g. gfx942 (repeatable)",
+    )
+    what.add_argument("--wsl", action="store_true", default=None, help="the machine is WSL2")
+    what.add_argument("--torch", metavar="SPEC", help="a torch constraint, e.g. '2.5.*' or '<2.10'")
+    out = parser.add_argument_group("input and output")
+    out.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    out.add_argument(
+        "--compat", metavar="FILE", help="a compatibility table to use instead of the built-in one"
+    )
+    out.add_argument(
+        "--from-snapshot", metavar="FILE", help="start from a recorded snapshot instead of probing"
+    )
+
+
+def _usage(message: str) -> UsageError:
+    return UsageError(message)
+
+
+def load_compat_arg(path: str | None) -> CompatTable:
+    try:
+        return load_table(path)
+    except CompatError as exc:
+        raise _usage(f"--compat: {exc}") from None
+
+
+def probe_machine(args: argparse.Namespace, table: CompatTable) -> Machine:
+    """The machine from --from-snapshot or a static probe of this one (lazy import)."""
+    if getattr(args, "from_snapshot", None):
+        from gpucheck.snapshot import Snapshot, SnapshotError
+
+        try:
+            with open(args.from_snapshot, encoding="utf-8") as fh:
+                snapshot = Snapshot.from_json(fh.read())
+        except OSError as exc:
+            raise _usage(
+                f"cannot read snapshot {args.from_snapshot}: {exc.strerror or exc}"
+            ) from None
+        except SnapshotError as exc:
+            raise _usage(f"snapshot {args.from_snapshot}: {exc}") from None
+        return Machine.from_snapshot(snapshot, table)
+    from gpucheck.probe import collect
+
+    return Machine.from_snapshot(collect(torch_child=False), table)
+
+
+def machine_from_args(
+    args: argparse.Namespace, table: CompatTable, base: Machine | None
+) -> Machine:
+    """Apply the flags to `base` (the probed machine); raise UsageError on a bad value."""
+    changes: dict[str, Any] = {}
+    if args.os:
+        changes["os"] = args.os
+    if args.arch:
+        changes["arch"] = args.arch
+    if args.python:
+        if not re.fullmatch(r"3\.\d{1,2}(\.\d+)?", args.python.strip()):
+            raise _usage(f"--python: expected X.Y such as 3.12, got {args.python!r}")
+        changes["python"] = short_python(args.python)
+    if args.driver:
+        if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", args.driver.strip()):
+            raise _usage(
+                f"--driver: expected a driver version such as 550.54.14, got {args.driver!r}"
+            )
+        changes["driver"] = args.driver.strip()
+        changes["driver_cuda"] = None
+    for cc in args.compute_capability or ():
+        try:
+            parse_cc(cc)
+        except ValueError:
+            raise _usage(f"--compute-capability: expected X.Y such as 8.6, got {cc!r}") from None
+    for gfx in args.rocm_arch or ():
+        if not re.fullmatch(r"gfx[0-9a-f]{3,4}", gfx.strip().lower()):
+            raise _usage(f"--rocm-arch: expected a gfx target such as gfx942, got {gfx!r}")
+    if args.gpu or args.compute_capability or args.rocm_arch:
+        names = list(args.gpu or [])
+        caps = list(args.compute_capability or [])
+        gpus: list[MachineGpu] = []
+        for i in range(max(len(names), len(caps))):
+            name = names[i].strip() if i < len(names) else None
+            cc = caps[i].strip() if i < len(caps) else None
+            if name is not None and not name:
+                raise _usage("--gpu: empty GPU name")
+            gpus.append(describe_gpu(i, name, cc, table, vendor="nvidia" if cc else None))
+        changes["gpus"] = tuple(gpus)
+        changes["rocm_archs"] = tuple(g.strip().lower() for g in args.rocm_arch or ())
+    if args.wsl:
+        changes["wsl"] = True
+    os_name = changes.get("os", base.os if base else None)
+    if os_name is None:
+        raise _usage("--os is needed when no machine was probed")
+    if changes.get("wsl") and os_name != "linux":
+        raise _usage("--wsl describes Linux under Windows: it needs --os linux")
+    if base is None:
+        base = Machine(os=os_name, arch=changes.get("arch", "x86_64"))
+    # a different OS, CPU or Python is another environment: its installed torch is not ours
+    if any(k in changes and changes[k] != getattr(base, k) for k in ("os", "arch", "python")):
+        changes["torch"] = None
+    if changes.get("os") == "macos" and "arch" not in changes:
+        changes["arch"] = "arm64"
+    if changes.get("os") in ("windows",) and "arch" not in changes:
+        changes["arch"] = "x86_64"
+    return base.replace(**changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    table = load_compat_arg(getattr(args, "compat", None))
+    try:
+        parse_torch_spec(args.torch)
+    except ValueError as exc:
+        raise _usage(f"--torch: {exc}") from None
+    base = probe_machine(args, table)
+    machine = machine_from_args(args, table, base)
+    rec = recommend(machine, table=table, torch_spec=args.torch)
+    if args.json:
+        sys.stdout.write(json.dumps(rec.to_dict(), indent=2) + "\n")
+    else:
+        print_human(rec)
+    return 1 if rec.action in NOTHING_FITS else 0
+
+
+def print_human(rec: Recommendation, file: Any = None) -> None:
+    """Short: the command(s) first, then the reasons, then the warnings."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=file or sys.stdout, highlight=False, soft_wrap=True)
+    head = {
+        "none": "Nothing to do: the installed torch fits this machine.",
+        "install": f"Install torch {rec.build}:",
+        "upgrade-driver": f"Upgrade the NVIDIA driver first (>= {rec.driver_full_feature or rec.driver_required}), "
+        f"then install torch {rec.build}:",
+        "change-python": f"Use Python {rec.python_required}, then install torch {rec.build}:",
+        "unsupported": "No PyTorch build fits this machine.",
+    }[rec.action]
+    console.print(Text(head, style="bold"))
+    if rec.action != "unsupported":
+        for key, value in (("pip", rec.pip), ("uv", rec.uv), ("conda", rec.conda)):
+            if value:
+                console.print(Text(f"  {key:6}", style="bold").append(value, style="cyan"))
+    for alt in rec.alternatives:
+        console.print(Text(f"  or     {alt['pip']}  ({alt['why']})"))
+    for reason in rec.reasons:
+        console.print(Text(f"  - {reason}", style="dim"))
+    for warning in rec.warnings:
+        console.print(Text(f"  ! {warning}", style="yellow"))
