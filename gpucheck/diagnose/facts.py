@@ -1,10 +1,8 @@
 """Small shared facts and predicates for the diagnose rules. Pure: no I/O, no torch, no NVML.
 
-The driver tables are NVIDIA's "CUDA Toolkit and Corresponding Driver Versions" (Table 3, GA
-rows) and "Minimum Required Driver Version for CUDA Minor Version Compatibility" (Table 2),
-as collected in shared/research/install_matrix.md section 4 (CUDA 13.2.2 release notes,
-read 2026-11). The arch-list fallback is install_matrix.md section 3.3 (PyTorch RELEASE.md
-support matrix and measured `torch.cuda.get_arch_list()` outputs).
+The driver minimums (NVIDIA Table 3 GA rows and Table 2 minor-version-compatibility floors)
+and the arch-list fallback (torch release matrix) are looked up in the built-in compat table,
+`gpucheck.compat.load_table()`: sourced, loaded once, pure data.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gpucheck import compat
 from gpucheck.snapshot import Gpu, Snapshot
 
 Version = tuple[int, ...]
@@ -54,70 +53,43 @@ def major_minor(text: str | None) -> tuple[int, int] | None:
 
 # --- NVIDIA driver vs CUDA ------------------------------------------------------------------
 
-# (major, minor) -> (Linux x86_64 minimum, Windows minimum); GA rows of Table 3.
-CUDA_GA_DRIVER: dict[tuple[int, int], tuple[str, str | None]] = {
-    (13, 2): ("595.45.04", None),
-    (13, 1): ("590.44.01", None),
-    (13, 0): ("580.65.06", None),
-    (12, 9): ("575.51.03", "576.02"),
-    (12, 8): ("570.26", "570.65"),
-    (12, 6): ("560.28.03", "560.76"),
-    (12, 5): ("555.42.02", "555.85"),
-    (12, 4): ("550.54.14", "551.61"),
-    (12, 3): ("545.23.06", "545.84"),
-    (12, 2): ("535.54.03", "536.25"),
-    (12, 1): ("530.30.02", "531.14"),
-    (12, 0): ("525.60.13", "527.41"),
-    (11, 8): ("520.61.05", "520.06"),
-    (11, 7): ("515.43.04", "516.01"),
-    (11, 6): ("510.39.01", "511.23"),
-    (11, 5): ("495.29.05", "496.04"),
-    (11, 4): ("470.42.01", "471.11"),
-    (11, 3): ("465.19.01", "465.89"),
-    (11, 2): ("460.27.03", "460.82"),
-    (11, 1): ("455.23", "456.38"),
-    (11, 0): ("450.51.05", "451.48"),
-    (10, 2): ("440.33", "441.22"),
-}
 
-# CUDA major -> (Linux, Windows) floor for minor version compatibility (Table 2). Windows 12.x:
-# 528.33 is the conservative reading (install_matrix.md notes 527.41 vs 528.33).
-MVC_FLOOR: dict[int, tuple[str, str]] = {
-    13: ("580", "580"),
-    12: ("525.60.13", "528.33"),
-    11: ("450.80.02", "452.39"),
-}
+def _nv(v: Version) -> str:
+    # NVIDIA writes every part after the first with at least two digits: 450.80.02, 570.26
+    return ".".join([str(v[0])] + [f"{p:02d}" for p in v[1:]])
 
 
-def _col(os_name: str | None) -> int:
-    return 1 if os_name == "windows" else 0
+def _ga_rows(os_name: str | None) -> list[tuple[tuple[int, int], Version | None]]:
+    """(CUDA, full-feature driver minimum) per GA toolkit row; where NVIDIA gives no Windows
+    value (13.x), the Linux one."""
+    col = "windows" if os_name == "windows" else "linux"
+    rows = compat.load_table().toolkits
+    return [(r.cuda, getattr(r, col) or r.linux) for r in rows if r.release == "GA"]
 
 
 def ga_driver_min(cuda: tuple[int, int], os_name: str | None) -> str | None:
     """Full-feature driver minimum for a CUDA minor release (or the nearest older one known)."""
-    known = sorted(k for k in CUDA_GA_DRIVER if k[0] == cuda[0] and k <= cuda)
-    if not known:
-        return None
-    row = CUDA_GA_DRIVER[known[-1]]
-    return row[_col(os_name)] or row[0]
+    known = [(c, v) for c, v in _ga_rows(os_name) if c[0] == cuda[0] and c <= cuda]
+    v = max(known)[1] if known else None
+    return _nv(v) if v else None
 
 
 def mvc_floor(major: int, os_name: str | None) -> str | None:
-    row = MVC_FLOOR.get(major)
-    return row[_col(os_name)] if row else None
+    v = compat.load_table().mvc_driver(major, os_name or "linux")
+    return _nv(v) if v else None
 
 
 def max_cuda_for_driver(driver: str | None, os_name: str | None) -> tuple[int, int] | None:
-    """Highest CUDA (major, minor) whose GA driver minimum this driver meets (Table 3)."""
+    """Highest CUDA (major, minor) whose GA driver minimum this driver meets (Table 3).
+
+    Only CUDA majors with a minor-version-compatibility floor (11.x and newer) count.
+    """
     d = driver_core(driver)
     if d is None:
         return None
-    best = None
-    for cuda, row in CUDA_GA_DRIVER.items():
-        need = vtuple(row[_col(os_name)] or row[0])
-        if need is not None and d >= need and (best is None or cuda > best):
-            best = cuda
-    return best
+    mvc = compat.load_table().mvc
+    fits = [c for c, v in _ga_rows(os_name) if c[0] in mvc and v is not None and d >= v]
+    return max(fits, default=None)
 
 
 @dataclass(frozen=True)
@@ -188,38 +160,20 @@ def arch_runs(cc: tuple[int, int], arch_list: tuple[str, ...] | list[str]) -> st
     for any CC >= X.Y (install_matrix.md 3.3, compatibility rule).
     """
     archs = [a for a in (parse_arch(e) for e in arch_list) if a is not None]
-    for a in archs:
-        if a.kind == "sm" and (a.cc == cc if a.exact else (a.cc[0] == cc[0] and cc[1] >= a.cc[1])):
-            return "cubin"
-    if any(a.kind == "compute" and cc >= a.cc for a in archs):
-        return "ptx"
-    return None
+    if any(a.kind == "sm" and a.exact and a.cc == cc for a in archs):
+        return "cubin"
+    code = compat.ArchList(
+        tuple(a.cc for a in archs if a.kind == "sm" and not a.exact),
+        tuple(a.cc for a in archs if a.kind == "compute"),
+    )
+    if code.runs_on(cc, ptx_ok=False):
+        return "cubin"
+    return "ptx" if code.via_ptx_only(cc) else None
 
 
 def min_arch(arch_list: tuple[str, ...] | list[str]) -> tuple[int, int] | None:
     ccs = [a.cc for a in (parse_arch(e) for e in arch_list) if a is not None]
     return min(ccs) if ccs else None
-
-
-def _archs(spec: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for item in spec.split(";"):
-        num = item.replace("+PTX", "").replace(".", "")
-        out.append(f"sm_{num}")
-        if item.endswith("+PTX"):
-            out.append(f"compute_{num}")
-    return tuple(out)
-
-
-# (first torch minor, last torch minor, variant) -> arch list; Linux x86_64 PyPI/PyTorch-index
-# wheels only (install_matrix.md 3.3). Used only when the torch child did not report its list.
-_ARCH_TABLE: tuple[tuple[tuple[int, int], tuple[int, int], str, tuple[str, ...]], ...] = (
-    ((2, 9), (2, 14), "cu126", _archs("5.0;6.0;7.0;7.5;8.0;8.6;9.0")),
-    ((2, 9), (2, 10), "cu128", _archs("7.0;7.5;8.0;8.6;9.0;10.0;12.0")),
-    ((2, 11), (2, 11), "cu128", _archs("7.5;8.0;8.6;9.0;10.0;12.0")),
-    ((2, 9), (2, 14), "cu130", _archs("7.5;8.0;8.6;9.0;10.0;12.0+PTX")),
-    ((2, 12), (2, 14), "cu132", _archs("7.5;8.0;8.6;9.0;10.0;12.0+PTX")),
-)
 
 
 @dataclass(frozen=True)
@@ -243,10 +197,13 @@ def arch_list(snapshot: Snapshot) -> ArchList | None:
     if tv is None or tc is None:
         return None
     variant = f"cu{tc[0]}{tc[1]}"
-    for first, last, var, archs in _ARCH_TABLE:
-        if var == variant and first <= tv <= last:
-            return ArchList(archs, f"release matrix (torch {tv[0]}.{tv[1]} {variant})", False)
-    return None
+    release = compat.load_table().release(f"{tv[0]}.{tv[1]}")
+    v = release.variant(variant) if release else None
+    code = v.arch_for("linux-x86_64") if v else None
+    if code is None:
+        return None
+    archs = tuple(code.describe().split())
+    return ArchList(archs, f"release matrix (torch {tv[0]}.{tv[1]} {variant})", False)
 
 
 # --- torch ----------------------------------------------------------------------------------
