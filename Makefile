@@ -30,7 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/probe_speed.py
 	$(BIN)/python benchmarks/fault_times.py
-	$(BIN)/python -m finetune.compare $(ARGS_COMPARE)
+	$(BIN)/python -m finetune.compare --seeds 42,1,2 $(ARGS_COMPARE)
 
 # The one script to run on a lent GPU machine: it has torch, transformers, nvidia-ml-py, rich,
 # packaging and pytest but reaches no package index, so no venv and no build isolation.

@@ -164,7 +164,7 @@ class Deadline:
 def run_report_command(args: argparse.Namespace) -> int:
     _check_outputs(args)
     deadline = Deadline(args.timeout)
-    wants_torch = args.command == "check"
+    wants_torch = args.command in ("check", "bench")  # the bench needs to know the CUDA devices
     if args.from_snapshot:
         snapshot = load_snapshot(args.from_snapshot)
     else:

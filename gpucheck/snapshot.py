@@ -67,6 +67,7 @@ class System:
     # PCI addresses of NVIDIA (vendor 0x10de) display/3D controllers from /sys/bus/pci/devices;
     # None: not probed. Tells "no GPU at all" from "a GPU with no working driver".
     nvidia_pci_devices: tuple[str, ...] | None = None
+    amd_gfx: tuple[str, ...] = ()  # AMD GPU architectures seen by the amdgpu/KFD driver, "gfx942"
 
 
 @dataclass(frozen=True)

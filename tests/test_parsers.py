@@ -17,6 +17,7 @@ from gpucheck.probe.parsers import (
     parse_cuda_version_json,
     parse_cudart_header,
     parse_cudnn_header,
+    parse_kfd_gfx,
     parse_ldconfig,
     parse_meminfo_total,
     parse_nvcc_version,
@@ -225,6 +226,7 @@ def test_local_tag_and_filename_versions():
 
 TEXT_PARSERS = (
     parse_proc_driver_version,
+    parse_kfd_gfx,
     parse_sys_module_version,
     parse_nvidia_smi_csv,
     parse_nvcc_version,
@@ -279,3 +281,13 @@ def test_decoders_round_trip_shape(value):
     cudnn = decode_cudnn_version(value)
     assert cudnn is not None and len(cudnn.split(".")) == 3
     assert decode_cuda_version(value).count(".") == 1
+
+
+@pytest.mark.parametrize(
+    "value, gfx",
+    [(90402, "gfx942"), (90010, "gfx90a"), (110000, "gfx1100"), (100300, "gfx1030"), (0, None)],
+)
+def test_parse_kfd_gfx(value, gfx):
+    text = f"cpu_cores_count 0\nsimd_count 304\ngfx_target_version {value}\nvendor_id 4098\n"
+    assert parse_kfd_gfx(text) == gfx
+    assert parse_kfd_gfx("garbage") is None

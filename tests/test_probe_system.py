@@ -182,3 +182,13 @@ def test_collect_on_fake_tree(tree, monkeypatch):
     assert snap.torch_runtime is None
     assert snap.created and snap.created.endswith("+00:00")
     assert snap.probe_seconds is not None and snap.probe_seconds < 5
+
+
+def test_amd_gpus_from_kfd_topology(tmp_path):
+    root = tmp_path / "root"
+    nodes = "/sys/class/kfd/kfd/topology/nodes"
+    write(root, f"{nodes}/0/properties", "cpu_cores_count 64\ngfx_target_version 0\n")
+    write(root, f"{nodes}/1/properties", "simd_count 304\ngfx_target_version 90402\n")
+    write(root, f"{nodes}/2/properties", "simd_count 304\ngfx_target_version 90402\n")
+    assert system.amd_gfx(str(root)) == ("gfx942", "gfx942")
+    assert system.amd_gfx(str(tmp_path / "nothing")) == ()

@@ -634,3 +634,20 @@ def test_torch_spec_excludes_installed():
 def test_bad_torch_spec_raises_value_error():
     with pytest.raises(ValueError):
         recommend(machine(), table=TABLE, torch_spec="~~nope")
+
+
+def test_amd_machine_from_a_snapshot_gets_rocm():
+    # What the probe reads from /sys/class/kfd on an MI300X box, with no NVIDIA GPU.
+    from gpucheck.snapshot import PythonInfo, Snapshot, System
+
+    snap = Snapshot(
+        system=System(
+            os="linux",
+            arch="x86_64",
+            python=PythonInfo("3.11.7", "/usr/bin/python3"),
+            amd_gfx=("gfx942", "gfx942"),
+        )
+    )
+    rec = recommend(snap, table=TABLE)
+    assert rec.variant and rec.variant.startswith("rocm"), rec.to_dict()
+    assert rec.index_url == f"https://download.pytorch.org/whl/{rec.variant}"

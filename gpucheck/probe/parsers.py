@@ -225,6 +225,19 @@ def parse_proc_modules(text: str) -> set[str]:
     return names
 
 
+def parse_kfd_gfx(text: str) -> str | None:
+    """The gfx target of a KFD topology node ("gfx_target_version 90402" -> "gfx942").
+
+    The number is major*10000 + minor*100 + stepping, and the stepping is written in hex in
+    the target name (90010 -> gfx90a). CPU nodes have 0: None.
+    """
+    m = re.search(r"^gfx_target_version\s+(\d+)\s*$", text, re.MULTILINE)
+    if not m or int(m.group(1)) == 0:
+        return None
+    n = int(m.group(1))
+    return f"gfx{n // 10000}{n // 100 % 100}{n % 100:x}"
+
+
 def parse_meminfo_total(text: str) -> int | None:
     """MemTotal in bytes from /proc/meminfo: "MemTotal:       131896372 kB"."""
     m = re.search(r"^MemTotal:\s+(\d+)\s*kB\s*$", text, re.MULTILINE)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from gpucheck.probe._util import read_text, rooted
 from gpucheck.probe.parsers import (
+    parse_kfd_gfx,
     parse_meminfo_total,
     parse_os_release,
     parse_proc_modules,
@@ -83,6 +84,7 @@ def probe_system(root: str, env: Mapping[str, str], pyenv: PyEnv) -> System:
         memory_bytes=parse_meminfo_total(read_text(rooted(root, "/proc/meminfo")) or ""),
         linux_driver_in_wsl=linux_driver_in_wsl(root) if wsl else (),
         nvidia_pci_devices=nvidia_pci_devices(root),
+        amd_gfx=amd_gfx(root),
     )
 
 
@@ -213,6 +215,13 @@ def nvidia_pci_devices(root: str) -> tuple[str, ...] | None:
         if vendor == "0x10de" and pci_class.startswith("0x03"):
             found.append(address)
     return tuple(found)
+
+
+def amd_gfx(root: str) -> tuple[str, ...]:
+    """gfx targets of the AMD GPUs the amdgpu driver exposes (one per GPU, sorted)."""
+    pattern = rooted(root, "/sys/class/kfd/kfd/topology/nodes/*/properties")
+    found = [parse_kfd_gfx(read_text(path, 65536) or "") for path in sorted(glob.glob(pattern))]
+    return tuple(sorted(g for g in found if g))
 
 
 def _shm_bytes(root: str) -> int | None:

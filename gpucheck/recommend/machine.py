@@ -115,6 +115,7 @@ class Machine:
             driver=snapshot.driver.version,
             driver_cuda=snapshot.driver.cuda_version,
             gpus=gpus,
+            rocm_archs=tuple(sorted(set(system.amd_gfx))),
             wsl=bool(system.wsl),
             torch=installed,
         )

@@ -35,6 +35,16 @@ def make_console(
 
 
 def render_console(report: Report, console: Console) -> None:
+    if console.is_terminal:
+        _render(report, console)
+        return
+    # In logs and pipes, drop the padding rich puts at the end of table lines.
+    with console.capture() as captured:
+        _render(report, console)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _render(report: Report, console: Console) -> None:
     console.print(_verdict(report))
     console.print()
     if report.snapshot.gpus:

@@ -1,0 +1,259 @@
+"""`python -m finetune`: fine-tune BERT for NER and report speed and quality.
+
+Exit codes: 0 the gate passed; 1 the gate failed (low F1, loss not finite or not falling, out
+of memory); 2 bad input (flag, file, model folder), one line on stderr; 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+from finetune.config import PRESETS
+
+EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints the usage too)
+        print(f"finetune: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INPUT)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m finetune",
+        description="Fine-tune BertForTokenClassification for NER (a smoke benchmark).",
+    )
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="tiny",
+        help="model shape, data size and recipe (default: tiny)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="a checkpoint folder (config.json, weights, "
+        "tokenizer) or a cached hub id; never downloads",
+    )
+    p.add_argument("--train-file", metavar="F", help="CoNLL training file (with --eval-file)")
+    p.add_argument("--eval-file", metavar="F", help="CoNLL evaluation file (with --train-file)")
+    p.add_argument("--epochs", type=_positive_int, metavar="N")
+    p.add_argument(
+        "--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps"
+    )
+    p.add_argument("--batch-size", type=_positive_int, metavar="B")
+    p.add_argument(
+        "--max-length",
+        type=_positive_int,
+        metavar="L",
+        help="truncate to L sub-word tokens (truncated words are counted)",
+    )
+    p.add_argument("--lr", type=_positive_float, metavar="LR")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="cpu|cuda|cuda:N",
+        help="default: cuda:0 when available, else cpu",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 on GPUs that have it, fp16 (with a grad scaler) before, fp32 on CPU",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--output-dir", metavar="D", help="save the fine-tuned model and tokenizer here")
+    p.add_argument("--json", metavar="FILE", help="write the result as JSON (atomically)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    return p
+
+
+def _write_json(path: str, doc: dict) -> None:
+    from finetune.conll import write_atomic
+
+    write_atomic(path, json.dumps(doc, indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, float):
+        return None
+    return str(value)
+
+
+def _finite(doc):
+    """NaN and inf are not JSON: write them as null."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_finite(v) for v in doc]
+    return doc
+
+
+def _fmt(value, spec: str, none: str = "n/a") -> str:
+    return none if value is None else format(value, spec)
+
+
+def summary(doc: dict) -> str:
+    t, e, g = doc["train"], doc["eval"], doc["gate"]
+    verdict = "PASSED" if g["passed"] else "FAILED: " + "; ".join(g["reasons"])
+    lines = [
+        f"finetune {doc['config']['preset']} on {doc['device']}"
+        + (f" ({doc['gpu_name']})" if doc.get("gpu_name") else "")
+        + f", {doc['dtype']}, {doc['model']['parameters']:,} parameters ({doc['model']['source']})",
+        f"  gate   : dev F1 {e['f1']:.4f} >= {g['f1_threshold']}: {verdict}",
+        f"  eval   : P {e['precision']:.4f}  R {e['recall']:.4f}  strict-IOB2 F1 "
+        f"{e['strict_iob2']['f1']:.4f}  ("
+        + ", ".join(f"{k} {v['f1']:.3f}" for k, v in e["per_type"].items())
+        + ")",
+        f"  train  : {t['steps']} steps in {t['wall_s']:.1f} s; {_fmt(t['samples_per_s'], ',.1f')} "
+        f"samples/s, {_fmt(t['real_tokens_per_s'], ',.0f')} real tokens/s, "
+        f"{_fmt(t['padded_tokens_per_s'], ',.0f')} padded tokens/s",
+        f"  steps  : p50 {_fmt(t['step_time_p50_s'] and t['step_time_p50_s'] * 1e3, '.2f')} ms, "
+        f"p95 {_fmt(t['step_time_p95_s'] and t['step_time_p95_s'] * 1e3, '.2f')} ms "
+        f"({t['warmup_steps_excluded']} warm-up steps excluded); loss "
+        f"{_fmt(t['loss_first'], '.4f')} -> {_fmt(t['loss_last'], '.4f')}",
+        f"  compute: {_fmt(t['model_tflops_per_s'], '.3f')} model TFLOP/s, MFU "
+        + (f"{t['mfu']:.1%}" if t["mfu"] is not None else f"n/a ({t['mfu_note']})")
+        + f"; peak memory {_fmt(t['peak_memory_bytes'] and t['peak_memory_bytes'] / 2**20, ',.0f')} MiB"
+        f"; time to gate {_fmt(t['time_to_gate_s'], '.1f')} s",
+    ]
+    trunc = doc["data"]["truncated_words"]
+    if trunc["train"] or trunc["eval"]:
+        lines.append(
+            f"  note   : {trunc['train']} train and {trunc['eval']} eval words were lost to "
+            f"--max-length {doc['config']['max_length']} (eval scores them as O)"
+        )
+    return "\n".join(lines)
+
+
+def _error_doc(status: str, error: str, args: argparse.Namespace) -> dict:
+    return {
+        "schema_version": 1,
+        "status": status,
+        "error": error,
+        "device": args.device,
+        "gpu_name": None,
+        "dtype": args.dtype,
+        "model": None,
+        "config": {
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "epochs": args.epochs,
+            "max_steps": args.max_steps,
+        },
+        "train": None,
+        "eval": None,
+        "gate": {"passed": False, "reasons": [error]},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already reported)
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
+
+    def fail(code: int, status: str, message: str) -> int:
+        print(f"finetune: {message}", file=sys.stderr)
+        if args.json:
+            try:
+                _write_json(args.json, _error_doc(status, message, args))
+            except OSError:
+                pass
+        return code
+
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            return fail(EXIT_INPUT, "input-error", f"--json {args.json}: no such folder {folder}")
+    try:
+        from finetune import train as tr
+    except ImportError as exc:
+        return fail(
+            EXIT_INPUT,
+            "skipped",
+            f"needs torch and transformers ({exc}); pip install 'gpucheck[bench]'",
+        )
+    opts = tr.Options(
+        preset=args.preset,
+        model=args.model,
+        train_file=args.train_file,
+        eval_file=args.eval_file,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+        output_dir=args.output_dir,
+        progress=False if args.no_progress else None,
+    )
+    try:
+        prep = tr.prepare(opts)
+        doc = tr.train_and_evaluate(prep)
+    except tr.InputError as exc:
+        return fail(EXIT_INPUT, "input-error", f"error: {exc}")
+    except tr.OutOfMemory as exc:
+        return fail(EXIT_GATE, "oom", f"out of memory: {exc}")
+    except KeyboardInterrupt:
+        return fail(130, "interrupted", "interrupted")
+    except Exception as exc:  # a bug or a broken install: one line, the traceback on request
+        if os.environ.get("FINETUNE_DEBUG"):
+            raise
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return fail(
+            EXIT_INTERNAL,
+            "crash",
+            f"internal error: {type(exc).__name__}: {first[:300]}"
+            f"{where} (rerun with FINETUNE_DEBUG=1 for the traceback)",
+        )
+    doc = _finite(doc)
+    if args.json:
+        try:
+            _write_json(args.json, doc)
+        except OSError as exc:
+            print(f"finetune: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_INPUT
+    if not args.quiet:
+        print(summary(doc))
+    return EXIT_OK if doc["gate"]["passed"] else EXIT_GATE

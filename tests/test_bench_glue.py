@@ -1,0 +1,287 @@
+"""gpucheck.bench: the child process, its timeout, the OOM retry and the GC4xx findings."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import textwrap
+import time
+
+import pytest
+
+from gpucheck import bench
+from gpucheck.bench import (
+    BenchResult,
+    bench_devices,
+    bench_findings,
+    choose_preset,
+    run_bench,
+    run_benches,
+)
+from gpucheck.findings import Severity
+from gpucheck.snapshot import Snapshot, System, TorchDevice, TorchRuntime
+
+
+def _snapshot(devices=(), status="ok", available=True):
+    rt = TorchRuntime(
+        status=status,
+        cuda_available=available,
+        device_count=len(devices),
+        devices=tuple(TorchDevice(i, name) for i, name in enumerate(devices)),
+    )
+    return Snapshot(system=System(os="linux", arch="x86_64"), torch_runtime=rt)
+
+
+def _result(status="ok", device="cuda:0", sps=1000.0, name="NVIDIA H200", **kw):
+    doc = {
+        "train": {"samples_per_s": sps, "loss_first": 2.0, "loss_last": 0.1},
+        "eval": {"f1": 0.5},
+        "gate": {
+            "passed": status == "ok",
+            "f1_threshold": 0.85,
+            "reasons": ["dev F1 0.5000 is below the gate 0.85"],
+        },
+        "dtype": "bf16",
+    }
+    return BenchResult(
+        device=device,
+        preset="base",
+        status=status,
+        duration_s=12.0,
+        gpu_name=name,
+        result=doc,
+        **kw,
+    )
+
+
+# --- choosing what to run -------------------------------------------------------------------
+
+
+def test_preset_and_devices_without_gpu():
+    for snap in (
+        _snapshot(),
+        _snapshot(available=False),
+        _snapshot(status="import-error"),
+        Snapshot(system=System(os="linux", arch="x86_64")),
+    ):
+        assert choose_preset(snap) == "tiny"
+        assert bench_devices(snap) == ["cpu"]
+
+
+def test_preset_and_devices_with_gpus():
+    snap = _snapshot(("NVIDIA H200", "NVIDIA H200"))
+    assert choose_preset(snap) == "base"
+    assert bench_devices(snap) == ["cuda:0", "cuda:1"]
+
+
+def test_broken_gpu_is_not_benchmarked():
+    rt = TorchRuntime(
+        status="ok",
+        cuda_available=True,
+        device_count=2,
+        devices=(TorchDevice(0, "A", matmul_ok=False), TorchDevice(1, "B")),
+    )
+    snap = Snapshot(system=System(os="linux", arch="x86_64"), torch_runtime=rt)
+    assert bench_devices(snap) == ["cuda:1"]
+
+
+# --- findings from crafted results ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "fid", "severity"),
+    [
+        ("gate-failed", "GC401", Severity.ERROR),
+        ("nan-loss", "GC402", Severity.ERROR),
+        ("oom", "GC403", Severity.ERROR),
+        ("timeout", "GC404", Severity.ERROR),
+        ("crash", "GC405", Severity.ERROR),
+        ("skipped", "GC407", Severity.INFO),
+    ],
+)
+def test_each_failure_is_a_finding_with_a_fix(status, fid, severity):
+    (f,) = bench_findings([_result(status, error="boom", returncode=3)])
+    assert f.id == fid and f.severity is severity
+    assert f.fix and f.evidence and f.gpu == 0
+    assert f.to_dict()["id"] == fid
+
+
+def test_ok_gives_no_finding():
+    assert bench_findings([_result("ok"), _result("ok", device="cpu", name=None)]) == []
+
+
+def test_slow_gpu_among_peers():
+    results = [_result(device=f"cuda:{i}", sps=s) for i, s in enumerate((1000, 980, 1010, 600))]
+    (f,) = bench_findings(results)
+    assert f.id == "GC406" and f.severity is Severity.WARN and f.gpu == 3
+    assert "0.61x" in f.title
+
+
+def test_no_slow_finding_without_peers_of_the_same_model():
+    assert bench_findings([_result(sps=1000)]) == []
+    mixed = [
+        _result(device="cuda:0", sps=1000, name="NVIDIA H200"),
+        _result(device="cuda:1", sps=300, name="NVIDIA L4"),
+    ]
+    assert bench_findings(mixed) == []
+    close = [_result(device="cuda:0", sps=1000), _result(device="cuda:1", sps=800)]
+    assert bench_findings(close) == []
+
+
+def test_to_dict_shape():
+    d = _result("ok").to_dict()
+    assert set(d) >= {"device", "gpu_name", "preset", "status", "duration_s", "error", "result"}
+    json.dumps(d)
+
+
+# --- the child process, with a stub interpreter ---------------------------------------------
+
+
+@pytest.fixture
+def stub(tmp_path):
+    """An executable standing in for python: it writes the JSON a scenario asks for."""
+    log = tmp_path / "calls.jsonl"
+    script = tmp_path / "fakepython"
+    script.write_text(
+        textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys, time
+        argv = sys.argv[1:]
+        with open({str(log)!r}, "a") as fh:
+            fh.write(json.dumps(argv) + "\\n")
+        out = argv[argv.index("--json") + 1]
+        dev = argv[argv.index("--device") + 1]
+        batch = int(argv[argv.index("--batch-size") + 1]) if "--batch-size" in argv else 32
+        scenario = os.environ["STUB_SCENARIO"]
+        if scenario == "hang":
+            time.sleep(60)
+        if scenario == "die":
+            print("Segmentation fault", file=sys.stderr)
+            sys.exit(139)
+        status = "ok"
+        if scenario == "oom" and batch > 16:
+            status = "oom"
+        if scenario == "skipped":
+            status = "skipped"
+        sps = 500.0 if dev == "cuda:1" else 1000.0
+        doc = {{"schema_version": 1, "status": status, "error": None, "gpu_name": "Stub GPU",
+               "config": {{"batch_size": batch}}, "train": {{"samples_per_s": sps}},
+               "eval": {{"f1": 0.9}}, "gate": {{"passed": status == "ok"}}}}
+        if status != "ok":
+            doc["train"] = None
+            doc["error"] = status
+        with open(out, "w") as fh:
+            json.dump(doc, fh)
+        sys.exit(0 if status == "ok" else 1)
+        """)
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script, log
+
+
+def _calls(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_oom_is_retried_with_half_the_batch(stub, monkeypatch):
+    script, log = stub
+    monkeypatch.setenv("STUB_SCENARIO", "oom")
+    r = run_bench(preset="base", device="cuda:0", timeout=30, python=str(script))
+    assert r.status == "ok" and r.retried_with_batch == 16
+    calls = _calls(log)
+    assert len(calls) == 2 and calls[1][-2:] == ["--batch-size", "16"]
+    assert calls[0][:6] == ["-m", "finetune", "--preset", "base", "--device", "cuda:0"]
+
+
+def test_oom_twice_is_a_finding(stub, monkeypatch):
+    script, log = stub
+    monkeypatch.setenv("STUB_SCENARIO", "oom")
+    r = run_bench(
+        preset="base",
+        device="cuda:0",
+        timeout=30,
+        python=str(script),
+        extra_args=["--batch-size", "64"],
+    )
+    # 64 -> 32: the stub still runs out of memory at 32
+    assert r.status == "oom" and r.retried_with_batch == 32
+    assert [f.id for f in bench_findings([r])] == ["GC403"]
+
+
+def test_crash_without_json(stub, monkeypatch):
+    script, _ = stub
+    monkeypatch.setenv("STUB_SCENARIO", "die")
+    r = run_bench(preset="tiny", device="cpu", timeout=30, python=str(script))
+    assert r.status == "crash" and r.returncode == 139
+    assert "Segmentation fault" in r.error
+
+
+def test_skipped(stub, monkeypatch):
+    script, _ = stub
+    monkeypatch.setenv("STUB_SCENARIO", "skipped")
+    r = run_bench(preset="tiny", device="cpu", timeout=30, python=str(script))
+    assert r.status == "skipped"
+
+
+def test_timeout_kills_the_child(stub, monkeypatch):
+    script, log = stub
+    monkeypatch.setenv("STUB_SCENARIO", "hang")
+    t0 = time.monotonic()
+    r = run_bench(preset="tiny", device="cpu", timeout=1.0, python=str(script))
+    assert time.monotonic() - t0 < 15
+    assert r.status == "timeout" and "killed" in r.error
+    assert [f.id for f in bench_findings([r])] == ["GC404"]
+
+
+def test_every_gpu_in_turn_and_the_slow_one(stub, monkeypatch):
+    script, log = stub
+    monkeypatch.setenv("STUB_SCENARIO", "ok")
+    snap = _snapshot(("NVIDIA H200", "NVIDIA H200"))
+    results = run_benches(snap, timeout=30, python=str(script))
+    assert [r.device for r in results] == ["cuda:0", "cuda:1"]
+    assert all(r.preset == "base" and r.gpu_name == "NVIDIA H200" for r in results)
+    assert [f.id for f in bench_findings(results)] == ["GC406"]
+
+
+def test_missing_interpreter_is_a_crash(tmp_path):
+    r = run_bench(preset="tiny", device="cpu", timeout=5, python=str(tmp_path / "no-python"))
+    assert r.status == "crash" and "cannot start" in r.error
+
+
+def test_bad_arguments_are_a_crash_with_the_message():
+    r = run_bench(preset="tiny", device="cpu", timeout=60, extra_args=["--batch-size", "0"])
+    assert r.status == "crash" and "must be at least 1" in r.error
+
+
+# --- the real thing ---------------------------------------------------------------------------
+
+
+def test_real_timeout_path_is_quick():
+    t0 = time.monotonic()
+    r = run_bench(preset="tiny", device="cpu", timeout=0.5)
+    assert r.status == "timeout" and time.monotonic() - t0 < 10
+
+
+@pytest.mark.slow
+def test_real_tiny_run_on_cpu():
+    # the real child end to end (the gate itself is tested in test_finetune_train.py)
+    r = run_bench(preset="tiny", device="cpu", timeout=300, extra_args=["--max-steps", "40"])
+    assert r.status in ("ok", "gate-failed"), (r.error, r.stderr_tail)
+    assert r.result["schema_version"] == 1 and r.result["config"]["preset"] == "tiny"
+    assert r.result["train"]["steps"] == 40 and r.result["train"]["samples_per_s"] > 0
+    assert r.result["device"] == "cpu" and r.gpu_name is None
+    assert [f.id for f in bench_findings([r])] == ([] if r.status == "ok" else ["GC401"])
+    assert not os.path.exists(r.command[r.command.index("--json") + 1])  # temp file cleaned up
+
+
+def test_bench_module_never_imports_torch():
+    import subprocess
+
+    code = (
+        "import sys, gpucheck.bench; "
+        "sys.exit(1 if {'torch', 'transformers'} & set(sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    assert bench.STATUSES[0] == "ok"
