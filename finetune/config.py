@@ -70,7 +70,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=16,
         max_length=64,
         epochs=7,
-        lr=2e-3,
+        lr=1e-3,  # 2e-3 trained faster but its dev F1 swung from 0.79 to 0.92 across seeds
         warmup_ratio=0.1,
         f1_gate=0.8,
     ),

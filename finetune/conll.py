@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.data import Sentence
+from gpucheck.io import write_atomic  # the one atomic writer (temp file, then rename)
 
 MAX_LINE_CHARS = 10_000
 MAX_FILE_BYTES = 2 * 1024**3
@@ -146,25 +146,6 @@ def format_conll(
                 out.append(f"{w} {t} {predictions[i][j]}")
         out.append("")
     return "\n".join(out) + ("\n" if out else "")
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write text to a temp file in the same folder, then rename it over `path`."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_conll(

@@ -164,7 +164,8 @@ class Deadline:
 def run_report_command(args: argparse.Namespace) -> int:
     _check_outputs(args)
     deadline = Deadline(args.timeout)
-    wants_torch = args.command in ("check", "bench")  # the bench needs to know the CUDA devices
+    # `check` inspects torch; `bench` needs the CUDA devices from it unless it was told which.
+    wants_torch = args.command == "check" or (args.command == "bench" and not args.bench_device)
     if args.from_snapshot:
         snapshot = load_snapshot(args.from_snapshot)
     else:

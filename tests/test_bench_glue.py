@@ -285,3 +285,22 @@ def test_bench_module_never_imports_torch():
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     assert bench.STATUSES[0] == "ok"
+
+
+@pytest.mark.slow
+def test_real_nan_loss_is_reported():
+    # An absurd learning rate blows the weights up: the child says nan-loss, gpucheck GC402.
+    r = run_bench(
+        preset="tiny", device="cpu", timeout=120, extra_args=["--max-steps", "12", "--lr", "1e30"]
+    )
+    assert r.status == "nan-loss", r
+    assert [f.id for f in bench_findings([r])] == ["GC402"]
+
+
+def test_gpu_gone_between_probe_and_bench():
+    # The probe saw two GPUs; by the time the benchmark runs, CUDA is gone (here: a CPU torch).
+    results = run_benches(_snapshot(("NVIDIA H200", "NVIDIA H200")), preset="tiny", timeout=60)
+    assert [r.device for r in results] == ["cuda:0", "cuda:1"]
+    assert all(r.status == "crash" and "CUDA is not available" in r.error for r in results)
+    findings = bench_findings(results)
+    assert [(f.id, f.gpu) for f in findings] == [("GC405", 0), ("GC405", 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FUZZ_EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,3 +149,13 @@ def test_round_trip_property(tmp_path_factory, sents):
 def test_parse_lines_directly():
     cf = parse_conll(["a O", "", "b B-X"], "mem")
     assert len(cf.sentences) == 2
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=30))
+def test_fuzz_conll_parser_only_raises_conll_error(lines):
+    # Any text: it parses, or fails with a ConllError naming the line; never anything else.
+    try:
+        parse_conll(lines, "fuzz")
+    except ConllError as exc:
+        assert "fuzz" in str(exc)

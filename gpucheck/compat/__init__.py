@@ -191,7 +191,7 @@ class ToolkitRow:
 class GpuEntry:
     vendor: str  # "nvidia" | "amd" | "intel"
     name: str
-    pattern: re.Pattern[str]
+    words: tuple[str, ...]  # the normalised name, as tokens to find in a GPU's name
     cc: CC | None = None
     gfx: str | None = None
     family: str | None = None
@@ -249,10 +249,10 @@ class CompatTable:
 
     def lookup_gpu(self, name: str) -> GpuEntry | None:
         """Best (longest) table name found in a GPU name, e.g. 'NVIDIA GeForce RTX 4090'."""
-        norm = normalise_gpu_name(name)
+        words = gpu_words(name)
         best: GpuEntry | None = None
         for entry in self.gpus:
-            if entry.pattern.search(norm) and (best is None or len(entry.name) > len(best.name)):
+            if _contains(words, entry.words) and (best is None or len(entry.name) > len(best.name)):
                 best = entry
         return best
 
@@ -267,9 +267,15 @@ def normalise_gpu_name(name: str) -> str:
     return " ".join(text.split())
 
 
-def _gpu_pattern(name: str) -> re.Pattern[str]:
-    words = normalise_gpu_name(name).split()
-    return re.compile(r"(?<![a-z0-9])" + r"\s+".join(re.escape(w) for w in words) + r"(?![a-z0-9])")
+def gpu_words(name: str) -> tuple[str, ...]:
+    """'NVIDIA GeForce RTX 4090' -> ('rtx', '4090'): the tokens that identify a GPU model."""
+    return tuple(re.findall(r"[a-z0-9]+", normalise_gpu_name(name)))
+
+
+def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    """Whether `part` occurs in `words` as a run of whole tokens ('rtx 4090' in 'rtx 4090 d')."""
+    n = len(part)
+    return n > 0 and any(words[i : i + n] == part for i in range(len(words) - n + 1))
 
 
 # --- loading and validation --------------------------------------------------------------
@@ -410,7 +416,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
             for n in names:
                 if not isinstance(n, str) or not n.strip():
                     raise CompatError(f"{where}: empty GPU name")
-                entries.append(GpuEntry(vendor, n, _gpu_pattern(n), cc, gfx, g.get("family")))
+                entries.append(GpuEntry(vendor, n, gpu_words(n), cc, gfx, g.get("family")))
     rb = _need(gdata, "rocm_index_archs", dict, "gpus")
     _sourced(rb, "gpus.rocm_index_archs")
     rocm_archs: dict[str, tuple[str, ...] | None] = {}

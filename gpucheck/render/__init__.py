@@ -1,8 +1,11 @@
-"""Renderers: Report -> text. They never probe; they only read the report."""
+"""Renderers: Report -> text. They never probe; they only read the report.
 
-from gpucheck.render.console import render_console
+The console renderer (`gpucheck.render.console`) is imported only when it is used: rich costs
+start-up time that `--json` runs do not need.
+"""
+
 from gpucheck.render.json_ import render_json
 from gpucheck.render.junit import render_junit
 from gpucheck.render.markdown import render_markdown
 
-__all__ = ["render_console", "render_json", "render_junit", "render_markdown"]
+__all__ = ["render_json", "render_junit", "render_markdown"]
