@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpucheck import __version__
@@ -25,7 +25,7 @@ class Report:
     bench: tuple[ToDict, ...] | None = None  # gpucheck.bench.BenchResult per device; None: not run
     command: str = "check"
     strict: bool = False
-    notes: tuple[str, ...] = field(default=())  # e.g. why the bench was skipped
+    notes: tuple[str, ...] = ()  # e.g. why the bench was not run
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)

@@ -78,3 +78,20 @@ def test_junit_counts_error_findings_as_failures():
     assert strict.get("failures") == "3"
     names = [tc.get("name") for tc in root.iter("testcase")]
     assert "GC999 broken <thing> & more" in names
+
+
+def test_verdict_line_says_how_the_benchmark_went():
+    from gpucheck.bench import BenchResult
+    from gpucheck.render.text import verdict_reason
+
+    snap = Snapshot.from_json((SNAPSHOTS / "this_machine.json").read_text())
+
+    def line(*statuses):
+        bench = tuple(
+            BenchResult(device="cpu", preset="tiny", status=s, duration_s=1.0) for s in statuses
+        )
+        return verdict_reason(Report(snapshot=snap, bench=bench))
+
+    assert line("ok").endswith("smoke benchmark passed on 1/1 device(s)")
+    assert line("skipped").endswith("smoke benchmark skipped")
+    assert "1/2" in line("ok", "crash")

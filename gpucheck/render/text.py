@@ -128,9 +128,10 @@ def _counts(report: Report) -> str:
 def bench_summary(report: Report) -> str | None:
     if not report.bench:
         return None
-    ok = [b.to_dict() for b in report.bench]
-    passed = sum(1 for b in ok if b.get("status") == "ok")
-    return f"smoke benchmark passed on {passed}/{len(ok)} device(s)"
+    statuses = [b.to_dict().get("status") for b in report.bench]
+    if all(s == "skipped" for s in statuses):
+        return "smoke benchmark skipped"
+    return f"smoke benchmark passed on {statuses.count('ok')}/{len(statuses)} device(s)"
 
 
 def bench_row(b: dict[str, Any]) -> dict[str, str]:
