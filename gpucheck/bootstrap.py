@@ -249,7 +249,10 @@ def _restore(
     if added:
         _say(f"restoring: uninstalling {', '.join(added)}")
         cmd = [str(python), "-m", "pip", "uninstall", "-y", "--disable-pip-version-check", *added]
-        ok &= subprocess.run(cmd, timeout=SMALL_TIMEOUT_S, env=env, check=False).returncode == 0
+        try:
+            ok &= subprocess.run(cmd, timeout=SMALL_TIMEOUT_S, env=env, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
     if changed:
         _say(f"restoring: reinstalling {', '.join(before[n] for n in changed)}")
         cmd = [

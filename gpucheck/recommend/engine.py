@@ -518,32 +518,18 @@ def installed_fit(
         fit.notes.append(f"installed torch {inst.version}: build not recognised")
         return fit
     # backend against the machine
-    if acc == "cuda" and kind == "cpu":
-        fit.fits = False  # diagnose reports "CPU torch on a GPU machine"; no GC5xx here
-        return fit
-    if acc == "cuda" and kind in ("rocm", "xpu"):
+    if acc in ("cuda", "rocm", "xpu") and kind != acc:
         fit.fits = False
-        fit.problems.append(
-            {
-                "id": "GC504",
-                "severity": "error",
-                "text": f"torch {inst.version} is a {kind.upper()} build, but this machine has NVIDIA GPUs",
-            }
-        )
-        return fit
-    if acc == "rocm" and kind != "rocm":
-        fit.fits = False
-        if kind in ("cuda", "xpu"):
+        # A CPU build on a GPU machine is diagnose's finding (GC202), not a GC5xx.
+        if kind != "cpu" and acc != "xpu":
+            gpus = "NVIDIA" if acc == "cuda" else "AMD"
             fit.problems.append(
                 {
                     "id": "GC504",
                     "severity": "error",
-                    "text": f"torch {inst.version} is a {kind.upper()} build, but this machine has AMD GPUs",
+                    "text": f"torch {inst.version} is a {kind.upper()} build, but this machine has {gpus} GPUs",
                 }
             )
-        return fit
-    if acc == "xpu" and kind != "xpu":
-        fit.fits = False
         return fit
     if acc in ("cpu", "mps") and kind != "cpu":
         fit.fits = True
