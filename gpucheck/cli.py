@@ -170,11 +170,13 @@ def run_report_command(args: argparse.Namespace) -> int:
         snapshot = load_snapshot(args.from_snapshot)
     else:
         from gpucheck.probe import collect
+        from gpucheck.probe.fallbacks import SMI_TIMEOUT
 
         snapshot = collect(
             torch_child=wants_torch,
             torch_timeout=deadline.limit(args.torch_timeout),
             nvml_timeout=deadline.limit(10.0),
+            smi_timeout=deadline.limit(SMI_TIMEOUT),
         )
     if args.dump_snapshot:
         write_atomic(args.dump_snapshot, snapshot.to_json() + "\n")

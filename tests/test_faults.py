@@ -267,3 +267,16 @@ def test_whole_run_timeout_bounds_a_hanging_child(monkeypatch, tmp_path, host):
     assert elapsed < 2 + 1.0
     assert doc["snapshot"]["torch_runtime"]["status"] == "timeout"
     assert_named(doc, "GC212")
+
+
+def test_whole_run_timeout_bounds_nvidia_smi(monkeypatch, tmp_path, host):
+    FakeNvml(init_error="DriverNotLoaded").install(monkeypatch)
+    bin_dir = tmp_path / "bin"
+    fake_binary(bin_dir, "nvidia-smi", SMI["hanging"])
+    env = env_with([str(bin_dir)])
+    got, doc, elapsed = run_cli(
+        monkeypatch, tmp_path, root=host, env=env, argv=("probe", "--timeout", "1")
+    )
+    assert elapsed < 1 + 1.0
+    assert doc["snapshot"]["driver"]["nvidia_smi_error"]
+    assert got == 1

@@ -402,7 +402,6 @@ def test_hanging_nvidia_smi_is_killed(tmp_path):
 
 def test_collect_survives_hanging_nvml_and_smi(monkeypatch, tmp_path):
     fake = FakeNvml(init_error="hang").install(monkeypatch)
-    monkeypatch.setattr(fallbacks, "SMI_TIMEOUT", 0.5)
     env = _fake_smi(tmp_path, "sleep 30")
     start = time.monotonic()
     try:
@@ -411,6 +410,7 @@ def test_collect_survives_hanging_nvml_and_smi(monkeypatch, tmp_path):
             env=env,
             torch_child=False,
             nvml_timeout=0.5,
+            smi_timeout=0.5,
         )
     finally:
         fake.release()

@@ -15,6 +15,7 @@ import gpucheck
 from gpucheck.probe.cuda_libs import probe_cuda
 from gpucheck.probe.fallbacks import (
     PROC_VERSION,
+    SMI_TIMEOUT,
     SYS_VERSION,
     proc_driver_version,
     query_nvidia_smi,
@@ -32,7 +33,7 @@ __all__ = ["collect", "decode_cudnn_version"]
 
 
 def _driver_and_gpus(
-    nvml: NvmlResult, root: str, env: Mapping[str, str]
+    nvml: NvmlResult, root: str, env: Mapping[str, str], smi_timeout: float
 ) -> tuple[Driver, tuple[Gpu, ...]]:
     """Merge NVML with the fallbacks; Driver.source names the source that gave the version."""
     sys_version = sys_module_version(root)
@@ -43,7 +44,7 @@ def _driver_and_gpus(
     smi_driver = None
     if nvml.error is not None:
         # NVML is unusable: nvidia-smi may still work (e.g. no pynvml), or say why it fails.
-        smi = query_nvidia_smi(root, env)
+        smi = query_nvidia_smi(root, env, smi_timeout)
         smi_error = smi.error
         smi_driver = smi.driver_version
         if not gpus:
@@ -75,6 +76,7 @@ def collect(
     env: Mapping[str, str] | None = None,
     root: str = "/",
     nvml_timeout: float = 10.0,
+    smi_timeout: float = SMI_TIMEOUT,
     python: str | None = None,
 ) -> Snapshot:
     """Probe this machine and return a Snapshot.
@@ -85,6 +87,7 @@ def collect(
         env: environment to inspect and to pass to children (default: os.environ).
         root: prefix for every system path read (/proc, /sys, /dev, /etc, /usr), for tests.
         nvml_timeout: seconds to wait for NVML before recording "Timeout".
+        smi_timeout: seconds nvidia-smi may take (it is asked only when NVML failed).
         python: interpreter whose torch is inspected (default: this one).
     """
     started = time.perf_counter()
@@ -105,7 +108,7 @@ def collect(
 
     system = probe_system(root, env, pyenv)
     cuda = probe_cuda(root, env, pyenv)
-    driver, gpus = _driver_and_gpus(nvml.wait(), root, env)
+    driver, gpus = _driver_and_gpus(nvml.wait(), root, env, smi_timeout)
     if child is not None:
         runtime = child.wait()
     return Snapshot(
