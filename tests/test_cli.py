@@ -57,7 +57,9 @@ def test_require_gpu(capsys):
     assert "GC901" in [f["id"] for f in json.loads(out)["findings"]]
 
 
-@pytest.mark.parametrize("fixture", sorted(p.name for p in SNAPSHOTS.glob("*.json")))
+@pytest.mark.parametrize(
+    "fixture", sorted(str(p.relative_to(SNAPSHOTS)) for p in SNAPSHOTS.rglob("*.json"))
+)
 def test_every_fixture_renders_everywhere(tmp_path, capsys, fixture):
     path = str(SNAPSHOTS / fixture)
     out_json, out_md, out_xml = (str(tmp_path / n) for n in ("r.json", "r.md", "r.xml"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 import sys
 from dataclasses import replace
@@ -692,3 +693,19 @@ def test_minimal_snapshots_do_not_crash():
         system=System(os="macos", arch="arm64"), torch=Torch(True, "2.9.0", None, None)
     )
     assert {f.id for f in diagnose(macos)} == {"GC101"}
+
+
+# Snapshots dumped by `gpucheck --dump-snapshot` on real machines (not generated): what a real
+# probe wrote must keep loading and keep giving the same findings.
+RECORDED: dict[str, set[tuple[str, str, int | None]]] = {
+    # the project's development machine, 2026-11-28: no GPU, no driver, CUDA 13.0 toolkit,
+    # torch 2.13.0+cpu imported by the child
+    "dev_machine_no_gpu": {("GC101", I, None), ("GC210", I, None)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_recorded_snapshots(name):
+    path = pathlib.Path(__file__).parent / "fixtures" / "snapshots" / "recorded" / f"{name}.json"
+    snap = Snapshot.from_json(path.read_text())
+    assert found(snap) == RECORDED[name]
