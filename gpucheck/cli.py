@@ -163,6 +163,7 @@ class Deadline:
 
 def run_report_command(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    table = load_compat(args.compat)  # a bad table is a usage error: say so before probing
     deadline = Deadline(args.timeout)
     # `check` inspects torch; `bench` needs the CUDA devices from it unless it was told which.
     wants_torch = args.command == "check" or (args.command == "bench" and not args.bench_device)
@@ -185,7 +186,6 @@ def run_report_command(args: argparse.Namespace) -> int:
     from gpucheck.recommend import recommend, recommend_findings
 
     findings = diagnose(snapshot, require_gpu=args.require_gpu)
-    table = load_compat(args.compat)
     recommendation = recommend(snapshot, table=table)
     findings += recommend_findings(snapshot, recommendation, already={f.id for f in findings})
     bench, notes = None, []
