@@ -24,8 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gpucheck finetune tests
-	$(BIN)/ruff format --check gpucheck finetune tests
+	$(BIN)/ruff check gpucheck finetune tests benchmarks
+	$(BIN)/ruff format --check gpucheck finetune tests benchmarks
 
 bench: $(STAMP)
 	# Byte-compile first, as an installed wheel is: this machine sets PYTHONDONTWRITEBYTECODE.
