@@ -11,6 +11,7 @@ when no confirmed build fits, and then with a warning.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -766,9 +767,39 @@ def _decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> 
             alternatives=tuple(alternatives),
             **base,
         )
+    return _recommendation(
+        table,
+        result_ev,
+        cmds,
+        conda,
+        action=action,
+        reasons=reasons,
+        warnings=warnings,
+        installed=installed,
+        alternatives=alternatives,
+        python_required=python_required,
+        base=base,
+    )
+
+
+def _recommendation(
+    table: CompatTable,
+    ev: Eval,
+    cmds: dict[str, Any],
+    conda: str | None,
+    *,
+    action: str,
+    reasons: list[str],
+    warnings: list[str],
+    installed: dict[str, Any] | None,
+    base: dict[str, Any],
+    alternatives: Sequence[dict[str, Any]] = (),
+    python_required: str | None = None,
+) -> Recommendation:
+    """The Recommendation for one chosen build (reasons and warnings without repeats)."""
     return Recommendation(
-        variant=result_ev.variant.name,
-        torch=result_ev.release.version,
+        variant=ev.variant.name,
+        torch=ev.release.version,
         index_url=cmds["index_url"],
         pip=cmds["pip"],
         uv=cmds["uv"],
@@ -778,9 +809,9 @@ def _decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> 
         action=action,
         reasons=tuple(dict.fromkeys(reasons)),
         warnings=tuple(dict.fromkeys(warnings)),
-        build=result_ev.build,
-        driver_required=vstr(result_ev.driver_min) if result_ev.driver_min else None,
-        driver_full_feature=vstr(result_ev.driver_full) if result_ev.driver_full else None,
+        build=ev.build,
+        driver_required=vstr(ev.driver_min) if ev.driver_min else None,
+        driver_full_feature=vstr(ev.driver_full) if ev.driver_full else None,
         python_required=python_required,
         conda_torch=table.conda_version if conda else None,
         installed=installed,
@@ -887,36 +918,18 @@ def _nothing_fits(
             else machine,
             acc,
         )
-        return Recommendation(
-            variant=ev.variant.name,
-            torch=ev.release.version,
-            index_url=cmds["index_url"],
-            pip=cmds["pip"],
-            uv=cmds["uv"],
-            conda=conda,
-            torchvision=cmds["torchvision"],
-            torchaudio=cmds["torchaudio"],
+        unknown = ["depends on unconfirmed facts: " + "; ".join(ev.unknown)] if ev.unknown else []
+        return _recommendation(
+            table,
+            ev,
+            cmds,
+            conda,
             action=action,
-            reasons=tuple(dict.fromkeys(reasons + extra_reasons)),
-            warnings=tuple(
-                dict.fromkeys(
-                    warnings
-                    + list(extra_warn)
-                    + ev.assumptions
-                    + (
-                        ["depends on unconfirmed facts: " + "; ".join(ev.unknown)]
-                        if ev.unknown
-                        else []
-                    )
-                )
-            ),
-            build=ev.build,
-            driver_required=vstr(ev.driver_min) if ev.driver_min else None,
-            driver_full_feature=vstr(ev.driver_full) if ev.driver_full else None,
-            python_required=python_required,
-            conda_torch=table.conda_version if conda else None,
+            reasons=reasons + extra_reasons,
+            warnings=warnings + list(extra_warn) + ev.assumptions + unknown,
             installed=installed,
-            **base,
+            python_required=python_required,
+            base=base,
         )
 
     if not evals:
