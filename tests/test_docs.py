@@ -16,3 +16,27 @@ def test_every_finding_id_is_documented():
     assert emitted - documented == set(), "emitted but without a section in docs/findings.md"
     assert documented - emitted == set(), "documented but never emitted"
     assert in_table == documented, "the summary table and the sections disagree"
+
+
+def _long_options(parser) -> set[str]:
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _long_options(sub)
+        found |= {o for o in action.option_strings if o.startswith("--")}
+    return found - {"--help"}
+
+
+def test_every_flag_is_documented():
+    from finetune.cli import build_parser as finetune_parser
+    from gpucheck.cli import build_parser
+
+    docs = "".join((ROOT / "docs" / name).read_text() for name in ("cli.md", "recommend.md"))
+    missing = sorted(o for o in _long_options(build_parser()) if f"`{o}" not in docs)
+    assert missing == [], "gpucheck flags missing from docs/cli.md and docs/recommend.md"
+    finetune_doc = (ROOT / "docs" / "finetune.md").read_text()
+    missing = sorted(o for o in _long_options(finetune_parser()) if f"`{o}" not in finetune_doc)
+    assert missing == [], "python -m finetune flags missing from docs/finetune.md"
