@@ -321,15 +321,15 @@ def _evaluate_rocm(table: CompatTable, machine: Machine, ev: Eval) -> None:
 
 @dataclass(frozen=True)
 class Recommendation:
-    variant: str | None
-    torch: str | None
-    index_url: str | None
-    pip: str | None
-    uv: str | None
-    conda: str | None
-    torchvision: str | None
-    torchaudio: str | None
-    action: str
+    action: str  # none | install | upgrade-driver | change-python | unsupported
+    variant: str | None = None  # None: nothing to install (and no commands)
+    torch: str | None = None
+    index_url: str | None = None
+    pip: str | None = None
+    uv: str | None = None
+    conda: str | None = None
+    torchvision: str | None = None
+    torchaudio: str | None = None
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     build: str | None = None  # "2.14.1+cu126"
@@ -626,17 +626,8 @@ def _decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> 
 
     if machine.platform not in PLATFORM_WORDS:
         return Recommendation(
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
             "unsupported",
-            (f"no torch wheels for {machine.os} {machine.arch} in the table",),
-            (),
+            reasons=(f"no torch wheels for {machine.os} {machine.arch} in the table",),
             **base,
         )
 
@@ -752,17 +743,11 @@ def _decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> 
                 reasons.insert(0, p["text"])
     if result_ev is None:  # installed build not in the table: describe it as installed
         return Recommendation(
-            fit.variant if fit else None,
-            fit.version if fit else None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
             action,
-            tuple(reasons),
-            tuple(dict.fromkeys(warnings)),
+            variant=fit.variant if fit else None,
+            torch=fit.version if fit else None,
+            reasons=tuple(reasons),
+            warnings=tuple(dict.fromkeys(warnings)),
             installed=installed,
             alternatives=tuple(alternatives),
             **base,
@@ -798,6 +783,7 @@ def _recommendation(
 ) -> Recommendation:
     """The Recommendation for one chosen build (reasons and warnings without repeats)."""
     return Recommendation(
+        action,
         variant=ev.variant.name,
         torch=ev.release.version,
         index_url=cmds["index_url"],
@@ -806,7 +792,6 @@ def _recommendation(
         conda=conda,
         torchvision=cmds["torchvision"],
         torchaudio=cmds["torchaudio"],
-        action=action,
         reasons=tuple(dict.fromkeys(reasons)),
         warnings=tuple(dict.fromkeys(warnings)),
         build=ev.build,
@@ -939,17 +924,9 @@ def _nothing_fits(
             else f"no {acc} build of torch for {pw} in the table"
         )
         return Recommendation(
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
             "unsupported",
-            tuple(reasons + [why]),
-            tuple(warnings),
+            reasons=tuple(reasons + [why]),
+            warnings=tuple(warnings),
             installed=installed,
             **base,
         )
@@ -1058,17 +1035,9 @@ def _nothing_fits(
             )
             rs.append(f"a CPU-only build still works: {cpu.pip}")
     return Recommendation(
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
         "unsupported",
-        tuple(dict.fromkeys(rs)),
-        tuple(warnings),
+        reasons=tuple(dict.fromkeys(rs)),
+        warnings=tuple(warnings),
         installed=installed,
         alternatives=tuple(alts),
         **base,
