@@ -46,11 +46,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="python -m finetune",
-        description="Fine-tune BertForTokenClassification for NER (a smoke benchmark).",
-    )
+def add_workload_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that say what to train and where: shared with `python -m finetune.compare`."""
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
@@ -66,18 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-file", metavar="F", help="CoNLL training file (with --eval-file)")
     p.add_argument("--eval-file", metavar="F", help="CoNLL evaluation file (with --train-file)")
     p.add_argument("--epochs", type=_positive_int, metavar="N")
-    p.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps"
-    )
     p.add_argument("--batch-size", type=_positive_int, metavar="B")
-    p.add_argument(
-        "--bucket-batches",
-        type=_positive_int,
-        default=1,
-        metavar="W",
-        help="length bucketing: sort by length within windows of W batches (default 1: random "
-        "batches; larger W pads less but cost dev F1 on the built-in corpus, docs/benchmarks.md)",
-    )
     p.add_argument(
         "--max-length",
         type=_positive_int,
@@ -97,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="auto: bf16 on GPUs that have it, fp16 (with a grad scaler) before, fp32 on CPU",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m finetune",
+        description="Fine-tune BertForTokenClassification for NER (a smoke benchmark).",
+    )
+    add_workload_arguments(p)
+    p.add_argument(
+        "--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps"
+    )
+    p.add_argument(
+        "--bucket-batches",
+        type=_positive_int,
+        default=1,
+        metavar="W",
+        help="length bucketing: sort by length within windows of W batches (default 1: random "
+        "batches; larger W pads less but cost dev F1 on the built-in corpus, docs/benchmarks.md)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--output-dir", metavar="D", help="save the fine-tuned model and tokenizer here")

@@ -20,8 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
-from finetune.cli import EXIT_INPUT, _finite, _Parser, _positive_float, _positive_int, _write_json
-from finetune.config import PRESETS
+from finetune.cli import EXIT_INPUT, _finite, _Parser, _write_json, add_workload_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,22 +28,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m finetune.compare",
         description="Our fine-tuning loop side by side with a reference HF Trainer run.",
     )
-    p.add_argument("--preset", choices=list(PRESETS), default="tiny")
-    p.add_argument("--model", metavar="DIR")
-    p.add_argument("--train-file", metavar="F")
-    p.add_argument("--eval-file", metavar="F")
-    p.add_argument("--epochs", type=_positive_int, metavar="N")
-    p.add_argument("--batch-size", type=_positive_int, metavar="B")
-    p.add_argument("--max-length", type=_positive_int, metavar="L")
-    p.add_argument("--lr", type=_positive_float, metavar="LR")
-    p.add_argument("--seed", type=int, metavar="S")
+    add_workload_arguments(p)
     p.add_argument(
         "--seeds",
         metavar="S,S,...",
         help="repeat for several seeds (corpus, weights and batch order) and report means",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--order", choices=["reference-first", "ours-first"], default="reference-first")
     p.add_argument("--json", metavar="FILE")
     return p
