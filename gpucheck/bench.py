@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpucheck.findings import Finding, Severity
+from gpucheck.proc import Child
 from gpucheck.snapshot import Snapshot
 
 STATUSES = ("ok", "gate-failed", "nan-loss", "oom", "timeout", "crash", "skipped")
@@ -101,43 +100,14 @@ def _gpu_name(snapshot: Snapshot, device: str) -> str | None:
 # --- running --------------------------------------------------------------------------------
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _run_child(cmd: list[str], timeout: float) -> tuple[int | None, str, float, bool]:
     """(returncode, stderr, seconds, timed_out); the whole process group dies on timeout."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-            start_new_session=(os.name == "posix"),
-        )
-        try:
-            rc = proc.wait(timeout=max(0.001, timeout))
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            proc.wait()
-            rc, timed_out = None, True
-        finally:
-            if proc.poll() is None:  # interrupted while waiting: never leave the child behind
-                _kill_group(proc)
-                proc.wait()
-        err.seek(0)
-        stderr = err.read()[-64 * 1024 :].decode("utf-8", "replace")
-    return rc, stderr, time.monotonic() - t0, timed_out
+    child = Child(cmd, timeout=max(0.001, timeout), env=env, stdout="devnull")
+    if child.start_exc is not None:
+        raise child.start_exc
+    done = child.wait()
+    return done.returncode, done.stderr, done.seconds, done.timed_out
 
 
 def _read_json(path: str) -> dict | None:

@@ -24,13 +24,13 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpucheck import proc
 from gpucheck.errors import UsageError
 
 INSTALL_TIMEOUT_S = 3600.0  # torch wheels are large and lab mirrors can be slow
@@ -201,40 +201,47 @@ def plan(args: argparse.Namespace, rec: Any, env_dir: Path | None, create: bool)
 
 def _run(step: Step, env: dict[str, str]) -> tuple[bool, str]:
     _say(f"$ {step.shown()}")
-    try:
-        proc = subprocess.run(step.argv, timeout=step.timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        return False, f"{step.what}: timed out after {step.timeout:.0f} s"
-    except OSError as exc:
+    child = proc.Child(
+        step.argv,
+        timeout=step.timeout,
+        env=env,
+        stdout="inherit",
+        stderr="inherit",
+        stdin_inherit=True,
+    )
+    if child.start_exc is not None:
+        exc = child.start_exc
         return False, f"{step.what}: cannot run {step.argv[0]}: {exc.strerror or exc}"
-    if proc.returncode != 0:
-        return False, f"{step.what}: exit status {proc.returncode}"
+    done = child.wait()
+    if done.timed_out:
+        return False, f"{step.what}: timed out after {step.timeout:.0f} s"
+    if done.returncode != 0:
+        return False, f"{step.what}: exit status {done.returncode}"
     return True, ""
 
 
 def _freeze(python: Path, env: dict[str, str]) -> dict[str, str] | None:
     """name (normalised) -> the freeze line, or None when pip cannot say."""
-    try:
-        proc = subprocess.run(
-            [str(python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
-            capture_output=True,
-            text=True,
-            timeout=SMALL_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
+    done = proc.run(
+        [str(python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
+        timeout=SMALL_TIMEOUT_S,
+        env=env,
+    )
+    if done.returncode != 0:
         return None
     out = {}
-    for line in proc.stdout.splitlines():
+    for line in done.stdout.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name = line.split("==")[0].split(" @ ")[0].strip().lower().replace("_", "-")
         out[name] = line
     return out
+
+
+def _shown_ok(cmd: list[str], timeout: float, env: dict[str, str]) -> bool:
+    """Run `cmd` with its output on the terminal; True when it ran to the end and succeeded."""
+    return proc.run(cmd, timeout=timeout, env=env, stdout="inherit", stderr="inherit").ok
 
 
 def _restore(
@@ -249,10 +256,7 @@ def _restore(
     if added:
         _say(f"restoring: uninstalling {', '.join(added)}")
         cmd = [str(python), "-m", "pip", "uninstall", "-y", "--disable-pip-version-check", *added]
-        try:
-            ok &= subprocess.run(cmd, timeout=SMALL_TIMEOUT_S, env=env, check=False).returncode == 0
-        except subprocess.TimeoutExpired:
-            ok = False
+        ok &= _shown_ok(cmd, SMALL_TIMEOUT_S, env)
     if changed:
         _say(f"restoring: reinstalling {', '.join(before[n] for n in changed)}")
         cmd = [
@@ -268,13 +272,7 @@ def _restore(
             cmd += ["--find-links", args.find_links]
         if args.no_index:
             cmd.append("--no-index")
-        try:
-            ok &= (
-                subprocess.run(cmd, timeout=args.install_timeout, env=env, check=False).returncode
-                == 0
-            )
-        except subprocess.TimeoutExpired:
-            ok = False
+        ok &= _shown_ok(cmd, args.install_timeout, env)
     final = _freeze(python, env)
     return ok and final == before
 
@@ -299,28 +297,21 @@ def verify(
     # -I and a neutral folder: the gpucheck that runs is the environment's, not a checkout in cwd
     argv = [str(python), "-I", "-m", "gpucheck", "check", "--json"]
     _say(f"$ {shlex.join(argv)}")
-    try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-            cwd=tempfile.gettempdir(),
-        )
-    except subprocess.TimeoutExpired:
-        return 124, None, f"the check timed out after {timeout:.0f} s"
-    except OSError as exc:
+    child = proc.Child(argv, timeout=timeout, env=env, cwd=tempfile.gettempdir())
+    if child.start_exc is not None:
+        exc = child.start_exc
         return 127, None, f"cannot run {python}: {exc.strerror or exc}"
-    if proc.stderr:
-        sys.stderr.write(proc.stderr)
+    done = child.wait()
+    if done.timed_out:
+        return 124, None, f"the check timed out after {timeout:.0f} s"
+    if done.stderr:
+        sys.stderr.write(done.stderr)
     try:
-        report = json.loads(proc.stdout)
+        report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        tail = (proc.stdout or proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return proc.returncode, None, f"the check printed no JSON report ({tail[0]})"
-    return proc.returncode, report if isinstance(report, dict) else None, ""
+        tail = (done.stdout or done.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        return done.returncode, None, f"the check printed no JSON report ({tail[0]})"
+    return done.returncode, report if isinstance(report, dict) else None, ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -367,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         _say("(dry run: nothing was run)")
         return 0
     if not _confirm(steps, args.yes):
-        _say("bootstrap: cancelled, nothing was changed")
+        _say("bootstrap: cancelled; it ran none of these commands")
         return 1
 
     env = dict(os.environ)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from gpucheck.probe._util import kill_group
+from gpucheck.proc import Child
 from gpucheck.snapshot import TorchDevice, TorchRuntime
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_child.py")
@@ -18,8 +16,8 @@ MARKER = "gpucheck_torch_child"
 _TAIL = 2000
 
 
-def _tail(data: bytes) -> str:
-    return data.decode("utf-8", "replace").strip()[-_TAIL:]
+def _tail(text: str) -> str:
+    return text.strip()[-_TAIL:]
 
 
 def parse_child_output(stdout: str) -> dict[str, Any] | None:
@@ -98,54 +96,43 @@ class TorchChild:
 
     def __init__(self, python: str, timeout: float, env: Mapping[str, str] | None = None):
         self.timeout = timeout
-        self.started = time.monotonic()
-        self.proc: subprocess.Popen | None = None
-        self.start_error: str | None = None
-        try:
-            self.proc = subprocess.Popen(
-                [python, CHILD],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,  # own process group: a timeout kills all of it
-            )
-        except OSError as exc:
-            self.start_error = f"could not start {python}: {exc.strerror or exc}"
+        self.child = Child([python, CHILD], timeout=timeout, env=env)
 
     def wait(self) -> TorchRuntime:
-        if self.proc is None:
-            return TorchRuntime(status="crash", error=self.start_error, timeout_s=self.timeout)
-        remaining = max(0.0, self.timeout - (time.monotonic() - self.started))
-        try:
-            out, err = self.proc.communicate(timeout=remaining)
-        except subprocess.TimeoutExpired:
-            _out, err = kill_group(self.proc)
+        done = self.child.wait()
+        proc = self.child.proc
+        if proc is None:
+            exc = self.child.start_exc  # set whenever proc is None
+            why = f"could not start {self.child.argv[0]}: {getattr(exc, 'strerror', None) or exc}"
+            return TorchRuntime(status="crash", error=why, timeout_s=self.timeout)
+        if done.timed_out:
+            err = done.stderr
             return TorchRuntime(
                 status="timeout",
-                duration_s=round(time.monotonic() - self.started, 3),
+                duration_s=round(done.seconds, 3),
                 error=f"torch child did not finish within {self.timeout:g} s"
                 + (f"; stderr: {_tail(err)}" if err.strip() else ""),
-                returncode=self.proc.returncode,
+                returncode=proc.returncode,
                 timeout_s=self.timeout,
             )
-        duration = time.monotonic() - self.started
-        data = parse_child_output(out.decode("utf-8", "replace"))
+        data = parse_child_output(done.stdout)
         if data is None:
-            why = _tail(err) or _tail(out) or "no output"
-            if self.proc.returncode is not None and self.proc.returncode < 0:
-                why = f"killed by signal {-self.proc.returncode}; {why}"
+            why = _tail(done.stderr) or _tail(done.stdout) or "no output"
+            if proc.returncode is not None and proc.returncode < 0:
+                why = f"killed by signal {-proc.returncode}; {why}"
             return TorchRuntime(
                 status="crash",
-                duration_s=round(duration, 3),
+                duration_s=round(done.seconds, 3),
                 error=why,
-                returncode=self.proc.returncode,
+                returncode=proc.returncode,
                 timeout_s=self.timeout,
             )
-        runtime = runtime_from_child(data, duration, self.timeout, self.proc.returncode)
-        if self.proc.returncode != 0:
+        runtime = runtime_from_child(data, done.seconds, self.timeout, proc.returncode)
+        if proc.returncode != 0:
             # It reported, then died (e.g. a crash in a CUDA library at exit): keep both facts.
-            note = f"child exited with {self.proc.returncode} after reporting: {_tail(err)[-300:]}"
+            note = (
+                f"child exited with {proc.returncode} after reporting: {_tail(done.stderr)[-300:]}"
+            )
             runtime = dataclasses.replace(
                 runtime, error=f"{runtime.error}; {note}" if runtime.error else note
             )
