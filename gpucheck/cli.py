@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from gpucheck import __version__
+from gpucheck import __version__, proc
 from gpucheck.errors import EXIT_INTERNAL, EXIT_USAGE, UsageError
 from gpucheck.io import read_text, write_atomic
 from gpucheck.report import Report
@@ -275,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "check")
+    restore = proc.install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
         if args.command in ("recommend", "bootstrap"):
@@ -283,9 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"gpucheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("gpucheck: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the children are ended
+        code = proc.exit_code(exc)
+        print(f"gpucheck: interrupted ({proc.signal_name(exc)})", file=sys.stderr)
+        return code
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug in gpucheck: say so, and how to report it
@@ -298,3 +300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        proc.kill_all()  # nothing we started outlives us
+        restore()

@@ -11,12 +11,13 @@ KeyboardInterrupt), after killing every live child group; `exit_code(exc)` is 12
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -200,21 +201,45 @@ def _on_signal(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> Callable[[], None]:
     """SIGINT, SIGTERM and SIGHUP: end the child groups, then raise Interrupted.
 
-    Call it once at the start of a main(); a signal ignored at start (nohup) stays ignored.
+    Call it at the start of a main(); it returns a function that puts the old handlers back.
+    A signal ignored at start (nohup) stays ignored.
     """
+    old: dict[int, object] = {}
     for signum in SIGNALS:
         try:
-            if signal.getsignal(signum) is signal.SIG_IGN:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
                 continue
             signal.signal(signum, _on_signal)
-        except ValueError:  # not the main thread (e.g. a test runner's worker): leave them
-            return
+            old[signum] = previous
+        except ValueError:  # not the main thread (a worker thread): leave the handlers alone
+            break
+
+    def restore() -> None:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+
+    return restore
+
+
+@contextlib.contextmanager
+def signals_handled() -> Iterator[None]:
+    """`install_signal_handlers()` for the length of a `with` block."""
+    restore = install_signal_handlers()
+    try:
+        yield
+    finally:
+        restore()
 
 
 def exit_code(exc: BaseException) -> int:
-    """128 + the signal that interrupted the run (130 for Ctrl-C)."""
+    """128 + the signal that interrupted the run (130 for Ctrl-C); ends any child left."""
     kill_all()
-    return 128 + getattr(exc, "signum", signal.SIGINT)
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
+
+
+def signal_name(exc: BaseException) -> str:
+    return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
