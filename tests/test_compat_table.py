@@ -16,9 +16,9 @@ from gpucheck.compat import (
     build_table,
     cuda_of_variant,
     load_table,
-    parse_version,
-    version_key,
 )
+from gpucheck.versions import key as version_key
+from gpucheck.versions import parse as parse_version
 
 TABLE = load_table()
 

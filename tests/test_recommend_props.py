@@ -5,9 +5,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpucheck.compat import load_table, parse_cc, parse_version, version_key
+from gpucheck.compat import load_table, parse_cc
 from gpucheck.recommend import InstalledTorch, Machine, MachineGpu, recommend
 from gpucheck.recommend.engine import driver_os
+from gpucheck.versions import key as version_key
+from gpucheck.versions import parse as parse_version
 
 TABLE = load_table()
 CCS = [

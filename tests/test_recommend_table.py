@@ -538,7 +538,7 @@ def test_unconfirmed_newer_release_is_mentioned():
 def test_k40_offers_the_cpu_build():
     rec = recommend(machine(driver="470.82.01", gpus=["K40"]), table=TABLE)
     assert rec.action == "unsupported"
-    assert rec.alternatives and "whl/cpu" in rec.alternatives[0]["pip"]
+    assert rec.alternatives and "whl/cpu" in rec.alternatives[0].pip
     assert any("sm_35" in r for r in rec.reasons)
 
 
@@ -552,7 +552,7 @@ def installed(version, local=None, cuda=None, arch_list=()):
 def test_installed_fits_action_none():
     m = machine(driver="580.65.06", gpus=["H100"], torch=installed("2.14.1+cu130", "cu130", "13.0"))
     rec = recommend(m, table=TABLE)
-    assert rec.action == "none" and rec.installed["fits"] is True
+    assert rec.action == "none" and rec.installed.fits is True
     assert rec.torch == "2.14.1" and rec.variant == "cu130"
     assert recommend_findings(None, rec) == []
 
@@ -561,7 +561,7 @@ def test_this_machine_shape_cpu_torch_no_gpu():
     m = machine(torch=installed("2.13.0+cpu", "cpu"))
     rec = recommend(m, table=TABLE)
     assert rec.action == "none" and rec.variant == "cpu" and rec.index_url == INDEX + "cpu"
-    assert any("2.14.1" in a["pip"] for a in rec.alternatives)
+    assert any("2.14.1" in a.pip for a in rec.alternatives)
 
 
 def test_installed_without_gpu_kernels_is_an_error_finding():
@@ -597,7 +597,7 @@ def test_installed_measured_arch_list_wins_over_table():
         torch=installed("2.14.1+cu126", "cu126", "12.6", ["sm_75", "sm_80"]),
     )
     rec = recommend(m, table=TABLE)
-    assert rec.installed["fits"] is False
+    assert rec.installed.fits is False
     assert [f.id for f in recommend_findings(None, rec)] == ["GC502"]
 
 

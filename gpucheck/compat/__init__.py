@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gpucheck import versions
+
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
 KINDS = ("cuda", "rocm", "xpu", "cpu")
 PARTS = ("torch", "drivers", "gpus", "tools")
@@ -31,15 +33,12 @@ class CompatError(ValueError):
 # --- small value types -------------------------------------------------------------------
 
 
-def parse_version(text: str, where: str = "version") -> tuple[int, ...]:
-    """'550.54.14' -> (550, 54, 14). Leading zeros are fine ('450.80.02')."""
-    if not isinstance(text, str) or not re.fullmatch(r"\d+(\.\d+)*", text.strip()):
-        raise CompatError(f"{where}: not a dotted version: {text!r}")
-    return tuple(int(p) for p in text.strip().split("."))
-
-
-def version_key(v: tuple[int, ...], width: int = 4) -> tuple[int, ...]:
-    return tuple(v) + (0,) * (width - len(v))
+def _version(text: Any, where: str = "version") -> tuple[int, ...]:
+    """A dotted version from the table (gpucheck.versions.parse), or CompatError naming where."""
+    try:
+        return versions.parse(text)
+    except ValueError as exc:
+        raise CompatError(f"{where}: {exc}") from None
 
 
 def cuda_of_variant(name: str) -> tuple[int, int] | None:
@@ -166,7 +165,7 @@ class Release:
 
     @property
     def key(self) -> tuple[int, ...]:
-        return version_key(parse_version(self.version))
+        return versions.key(_version(self.version))
 
     @property
     def minor(self) -> str:
@@ -369,11 +368,11 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         where = f"drivers.toolkits.rows[{i}]"
         if not (isinstance(row, list) and len(row) == 4):
             raise CompatError(f"{where}: expected [cuda, release, linux, windows]")
-        cuda = parse_version(row[0], where)
+        cuda = _version(row[0], where)
         if len(cuda) != 2:
             raise CompatError(f"{where}: CUDA version must be X.Y")
-        lin = parse_version(row[2], where) if row[2] is not None else None
-        win = parse_version(row[3], where) if row[3] is not None else None
+        lin = _version(row[2], where) if row[2] is not None else None
+        win = _version(row[3], where) if row[3] is not None else None
         toolkits.append(ToolkitRow((cuda[0], cuda[1]), str(row[1]), lin, win))
     keys = [(r.cuda, r.release) for r in toolkits]
     if len(set(keys)) != len(keys):
@@ -388,8 +387,8 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         where = f"drivers.minor_version_compat.rows[{i}]"
         major = _need(row, "cuda_major", int, where)
         mvc[major] = {
-            "linux": parse_version(_need(row, "linux", str, where), where),
-            "windows": parse_version(_need(row, "windows", str, where), where),
+            "linux": _version(_need(row, "linux", str, where), where),
+            "windows": _version(_need(row, "windows", str, where), where),
         }
     for r in ga:  # a GA minimum is never below its family's MVC floor (X.0 may be: 11.0)
         floor = mvc.get(r.cuda[0])
@@ -397,7 +396,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
             floor
             and r.cuda[1] >= 1
             and r.linux
-            and version_key(r.linux) < version_key(floor["linux"])
+            and versions.key(r.linux) < versions.key(floor["linux"])
         ):
             raise CompatError(f"drivers: CUDA {r.cuda} GA Linux minimum is below the MVC floor")
 
@@ -441,7 +440,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         plat = _need(b, "platform", str, where)
         if plat not in PLATFORMS:
             raise CompatError(f"{where}: unknown platform {plat!r}")
-        cuda = parse_version(b["cuda"], where) if b.get("cuda") else None
+        cuda = _version(b["cuda"], where) if b.get("cuda") else None
         arch = ArchList.parse(b["arch"]) if b.get("arch") else None
         if cuda is not None and arch is None:
             raise CompatError(f"{where}: a CUDA build needs an arch list")
@@ -457,7 +456,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
     rule = _need(tdata, "cudnn_min_sm_rule", dict, "torch")
     _sourced(rule, "torch.cudnn_min_sm_rule")
     cudnn_rule = (
-        parse_version(_need(rule, "cudnn", str, "torch.cudnn_min_sm_rule")),
+        _version(_need(rule, "cudnn", str, "torch.cudnn_min_sm_rule")),
         parse_cc(_need(rule, "min_compute_capability", str, "torch.cudnn_min_sm_rule")),
     )
     releases: list[Release] = []
@@ -465,7 +464,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         where = f"torch.releases[{i}]"
         _sourced(r, where)
         version = _need(r, "version", str, where)
-        parse_version(version, where)
+        _version(version, where)
         where = f"torch {version}"
         variants: list[Variant] = []
         for j, v in enumerate(_need(r, "variants", list, where)):
@@ -499,7 +498,7 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
                     pass  # an unknown arch list on a confirmed index: arch fit stays unknown
             cudnn = v.get("cudnn")
             if cudnn is not None:
-                parse_version(cudnn, vw)
+                _version(cudnn, vw)
             if kind == "rocm" and name not in rocm_archs:
                 raise CompatError(f"{vw}: no entry in gpus.rocm_index_archs (null if unknown)")
             if kind == "cuda":
@@ -565,5 +564,4 @@ __all__ = [
     "load_table",
     "normalise_gpu_name",
     "parse_cc",
-    "parse_version",
 ]

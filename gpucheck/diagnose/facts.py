@@ -12,51 +12,14 @@ from dataclasses import dataclass
 
 from gpucheck import compat
 from gpucheck.snapshot import Gpu, Snapshot
+from gpucheck.versions import Version, driver_core, major_minor
+from gpucheck.versions import lenient as vtuple
+from gpucheck.versions import nvidia as _nv
+from gpucheck.versions import plain as fmt  # noqa: F401  (facts.fmt in the rules)
 
-Version = tuple[int, ...]
-
-# --- versions -----------------------------------------------------------------------------
-
-
-def vtuple(text: str | None) -> Version | None:
-    """ "550.54.14" -> (550, 54, 14); "12.8" -> (12, 8); None or junk -> None."""
-    if not text:
-        return None
-    m = re.match(r"\s*([0-9]+(?:\.[0-9]+)*)", text)
-    if not m:
-        return None
-    return tuple(int(p) for p in m.group(1).split("."))
-
-
-def driver_core(text: str | None) -> Version | None:
-    """A driver version as the kernel module prints it.
-
-    NVML's own version string carries the CUDA major in front ("12.550.54.14"); drop it so
-    that it compares with /proc/driver/nvidia/version ("550.54.14").
-    """
-    v = vtuple(text)
-    if v is not None and len(v) >= 3 and 10 <= v[0] < 100 <= v[1]:
-        return v[1:]
-    return v
-
-
-def fmt(v: Version) -> str:
-    return ".".join(str(p) for p in v)
-
-
-def major_minor(text: str | None) -> tuple[int, int] | None:
-    v = vtuple(text)
-    if v is None:
-        return None
-    return (v[0], v[1] if len(v) > 1 else 0)
-
+# Versions are parsed and written by gpucheck.versions (the one parser): vtuple, fmt, _nv.
 
 # --- NVIDIA driver vs CUDA ------------------------------------------------------------------
-
-
-def _nv(v: Version) -> str:
-    # NVIDIA writes every part after the first with at least two digits: 450.80.02, 570.26
-    return ".".join([str(v[0])] + [f"{p:02d}" for p in v[1:]])
 
 
 def _ga_rows(os_name: str | None) -> list[tuple[tuple[int, int], Version | None]]:

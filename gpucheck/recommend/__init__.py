@@ -12,13 +12,17 @@ from collections.abc import Collection
 from typing import Any
 
 from gpucheck.findings import Finding, Severity
-from gpucheck.recommend.engine import (
-    ACTIONS,
-    Recommendation,
-    parse_torch_spec,
-    recommend,
-)
+from gpucheck.recommend.engine import parse_torch_spec, recommend
 from gpucheck.recommend.machine import InstalledTorch, Machine, MachineGpu, describe_gpu
+from gpucheck.recommend.model import (
+    ACTIONS,
+    Action,
+    Alternative,
+    InstalledFit,
+    Misfit,
+    Problem,
+    Recommendation,
+)
 
 # GC5xx: the installed torch does not fit this machine (docs/findings.md)
 FINDING_TITLES = {
@@ -44,41 +48,36 @@ def recommend_findings(
     twin (SAME_AS_DIAGNOSE) is among the ids in `already`.
     """
     installed = rec.installed
-    if not installed or installed.get("fits") is not False:
+    if installed is None or installed.fits is not False:
         return []
     fix = rec.pip
-    if rec.action == "upgrade-driver" and rec.driver_full_feature:
+    if rec.action == Action.UPGRADE_DRIVER and rec.driver_full_feature:
         fix = f"install NVIDIA driver >= {rec.driver_full_feature}, then: {rec.pip}"
-    elif rec.action == "change-python" and rec.python_required:
+    elif rec.action == Action.CHANGE_PYTHON and rec.python_required:
         fix = f"use Python {rec.python_required}, then: {rec.pip}"
-    out = []
-    for problem in installed.get("problems", []):
-        if SAME_AS_DIAGNOSE.get(problem["id"]) in already:
-            continue
-        out.append(
-            Finding(
-                id=problem["id"],
-                severity=Severity(problem["severity"]),
-                title=FINDING_TITLES.get(problem["id"], "installed torch does not fit"),
-                evidence=(problem["text"],),
-                fix=fix,
-                gpu=_gpu_index(snapshot, problem["text"]),
-            )
+    return [
+        Finding(
+            id=p.id,
+            severity=Severity(p.severity),
+            title=FINDING_TITLES.get(p.id, "installed torch does not fit"),
+            evidence=(p.text,),
+            fix=fix,
+            gpu=p.gpu,
         )
-    return out
-
-
-def _gpu_index(snapshot: Any, text: str) -> int | None:
-    for g in getattr(snapshot, "gpus", ()):
-        if f"GPU {g.index} " in text:
-            return g.index
-    return None
+        for p in installed.problems
+        if SAME_AS_DIAGNOSE.get(p.id) not in already
+    ]
 
 
 __all__ = [
     "ACTIONS",
+    "Action",
+    "Alternative",
     "FINDING_TITLES",
+    "InstalledFit",
     "InstalledTorch",
+    "Misfit",
+    "Problem",
     "Machine",
     "MachineGpu",
     "Recommendation",

@@ -10,10 +10,9 @@ from typing import Any
 
 from gpucheck.compat import CompatError, CompatTable, load_table, parse_cc
 from gpucheck.errors import UsageError
-from gpucheck.recommend.engine import Recommendation, parse_torch_spec, recommend
+from gpucheck.recommend.engine import parse_torch_spec, recommend
 from gpucheck.recommend.machine import Machine, MachineGpu, describe_gpu, short_python
-
-NOTHING_FITS = ("unsupported", "upgrade-driver", "change-python")
+from gpucheck.recommend.model import NOTHING_FITS, Recommendation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--torch", metavar="SPEC", help="a torch constraint, e.g. '2.5.*' or '<2.10'")
     out = parser.add_argument_group("input and output")
     out.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    out.add_argument(
+        "--format",
+        choices=("pip", "uv-project", "pixi", "requirements", "conda-env"),
+        default="pip",
+        help="pip: the commands (default); or a project file: uv-project (pyproject.toml), "
+        "pixi (pixi.toml), requirements (requirements.txt), conda-env (environment.yml)",
+    )
     out.add_argument(
         "--compat", metavar="FILE", help="a compatibility table to use instead of the built-in one"
     )
@@ -148,6 +154,8 @@ def machine_from_args(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and getattr(args, "format", "pip") != "pip":
+        raise _usage(f"--json and --format {args.format} cannot be combined")
     table = load_compat_arg(getattr(args, "compat", None))
     try:
         parse_torch_spec(args.torch)
@@ -156,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
     base = probe_machine(args, table)
     machine = machine_from_args(args, table, base)
     rec = recommend(machine, table=table, torch_spec=args.torch)
+    if getattr(args, "format", "pip") != "pip":
+        from gpucheck.recommend.formats import write_format
+
+        return write_format(rec, args.format, table)
     if args.json:
         sys.stdout.write(json.dumps(rec.to_dict(), indent=2) + "\n")
     else:
@@ -164,27 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_human(rec: Recommendation, file: Any = None) -> None:
-    """Short: the command(s) first, then the reasons, then the warnings."""
+    """Short: the command(s) first, then the reasons, then the warnings (never wrapped)."""
     from rich.console import Console
-    from rich.text import Text
 
-    console = Console(file=file or sys.stdout, highlight=False, soft_wrap=True)
-    head = {
-        "none": "Nothing to do: the installed torch fits this machine.",
-        "install": f"Install torch {rec.build}:",
-        "upgrade-driver": f"Upgrade the NVIDIA driver first (>= {rec.driver_full_feature or rec.driver_required}), "
-        f"then install torch {rec.build}:",
-        "change-python": f"Use Python {rec.python_required}, then install torch {rec.build}:",
-        "unsupported": "No PyTorch build fits this machine.",
-    }[rec.action]
-    console.print(Text(head, style="bold"))
-    if rec.action != "unsupported":
-        for key, value in (("pip", rec.pip), ("uv", rec.uv), ("conda", rec.conda)):
-            if value:
-                console.print(Text(f"  {key:6}", style="bold").append(value, style="cyan"))
-    for alt in rec.alternatives:
-        console.print(Text(f"  or     {alt['pip']}  ({alt['why']})"))
-    for reason in rec.reasons:
-        console.print(Text(f"  - {reason}", style="dim"))
-    for warning in rec.warnings:
-        console.print(Text(f"  ! {warning}", style="yellow"))
+    from gpucheck.render.recommendation import print_recommendation
+
+    console = Console(file=file or sys.stdout, highlight=False, soft_wrap=False)
+    print_recommendation(rec, console)

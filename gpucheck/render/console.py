@@ -12,6 +12,7 @@ from rich.text import Text
 from gpucheck import __version__
 from gpucheck.findings import Finding, Severity
 from gpucheck.render import text as fmt
+from gpucheck.render.recommendation import print_recommendation
 from gpucheck.report import Report
 
 STYLE = {
@@ -54,7 +55,9 @@ def _render(report: Report, console: Console) -> None:
         console.print(Text("Findings", style="bold"))
         console.print(_findings_table(report.findings))
     if report.recommendation is not None:
-        console.print(_recommendation(report.recommendation.to_dict()))
+        console.print(Text("Recommended PyTorch build", style="bold"))
+        print_recommendation(report.recommendation, console)
+        console.print()
     if report.bench:
         console.print(_bench_table([b.to_dict() for b in report.bench]))
     for note in report.notes:
@@ -120,22 +123,6 @@ def _findings_table(findings: tuple[Finding, ...]) -> Padding:
             body.append(Text("fix: ", style="bold").append(f.fix, style=""))
         grid.add_row(Text(f.severity.value.upper(), style=STYLE[f.severity]), f.id, Group(*body))
     return Padding(grid, (0, 0, 1, 0), expand=False)
-
-
-def _recommendation(rec: dict[str, Any]) -> Group:
-    lines: list[Any] = []
-    if rec.get("action") == "none":
-        lines.append(
-            Text(f"The installed torch already fits ({rec.get('torch') or 'as installed'}).")
-        )
-    else:
-        for key in ("pip", "uv", "conda"):
-            if rec.get(key):
-                lines.append(Text(f"{key:6}", style="bold").append(rec[key], style=""))
-    lines += [Text(f"- {reason}", style="dim") for reason in rec.get("reasons") or []]
-    lines += [Text(f"! {w}", style=STYLE[Severity.WARN]) for w in rec.get("warnings") or []]
-    body = Padding(Group(*lines), (0, 0, 1, 2), expand=False)
-    return Group(Text("Recommended PyTorch build", style="bold"), body)
 
 
 def _bench_table(rows: list[dict[str, Any]]) -> Table:
