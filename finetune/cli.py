@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from finetune.config import PRESETS
 from gpucheck.errors import UsageError
 from gpucheck.io import write_atomic
+from gpucheck.proc import exit_code
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -243,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(EXIT_INPUT, "input-error", f"error: {exc}")
     except tr.OutOfMemory as exc:
         return fail(EXIT_GATE, "oom", f"out of memory: {exc}")
-    except KeyboardInterrupt:
-        return fail(130, "interrupted", "interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP via gpucheck.proc
+        return fail(exit_code(exc), "interrupted", "interrupted")
     except Exception as exc:  # a bug or a broken install: one line, the traceback on request
         if os.environ.get("FINETUNE_DEBUG"):
             raise

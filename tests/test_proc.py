@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
@@ -120,3 +121,29 @@ def test_signal_ends_the_children_and_exits_128_plus_signal(tmp_path, signum):
         except ProcessLookupError:
             pass
         main.wait()
+
+
+def test_sigterm_ends_python_m_finetune_with_143(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "finetune", "--preset", "tiny", "--device", "cpu"]
+    child = subprocess.Popen(
+        [*argv, "--json", str(out), "--quiet", "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)  # importing torch, or training: either way it must end the same
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=30)
+        assert child.returncode == 143, err
+        assert b"Traceback" not in err
+        if out.exists():  # only ever a whole document, saying why
+            assert json.loads(out.read_text())["status"] == "interrupted"
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
