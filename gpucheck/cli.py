@@ -17,11 +17,17 @@ from collections.abc import Sequence
 
 from gpucheck import __version__, proc
 from gpucheck.errors import EXIT_INTERNAL, EXIT_USAGE, UsageError
-from gpucheck.io import read_text, write_atomic
+from gpucheck.io import (
+    is_output_error,
+    load_compat,
+    load_snapshot,
+    output_kind,
+    silence_stdout,
+    write_atomic,
+)
 from gpucheck.report import Report
-from gpucheck.snapshot import Snapshot, SnapshotError
 
-COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap")
+COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap", "fleet")
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +47,13 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def bench_device(text: str) -> str:
+    kind, colon, index = text.partition(":")
+    if text == "cpu" or (kind == "cuda" and (not colon or (index.isascii() and index.isdigit()))):
+        return text
+    raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="gpucheck",
@@ -54,6 +67,11 @@ def build_parser() -> Parser:
     check = sub.add_parser("check", help="probe, diagnose, recommend and run the smoke benchmark")
     _add_report_options(check)
     _add_bench_options(check)
+    check.add_argument(
+        "--drain-on-error",
+        action="store_true",
+        help="Slurm: drain this node when an error finding is present (docs/fleet.md)",
+    )
 
     probe = sub.add_parser("probe", help="static probe only (no torch import, no benchmark): fast")
     _add_report_options(probe)
@@ -63,6 +81,7 @@ def build_parser() -> Parser:
     _add_bench_options(bench)
 
     from gpucheck import bootstrap
+    from gpucheck.fleet import cli as fleet_cli
     from gpucheck.recommend import cli as recommend_cli
 
     for name, module, text in (
@@ -72,6 +91,7 @@ def build_parser() -> Parser:
             "the PyTorch build to install, here or on a described machine",
         ),
         ("bootstrap", bootstrap, "create or fix an environment with the recommended build"),
+        ("fleet", fleet_cli, "one report for many nodes: drift, outliers, missing (docs/fleet.md)"),
     ):
         p = sub.add_parser(name, help=text)
         module.add_arguments(p)
@@ -96,6 +116,9 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
         help="write a markdown report to FILE (or stdout)",
     )
     out.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE")
+    out.add_argument(
+        "--prometheus", metavar="FILE", help="write node_exporter textfile metrics to FILE"
+    )
     out.add_argument("--dump-snapshot", metavar="FILE", help="write the raw snapshot to FILE")
     out.add_argument("--quiet", "-q", action="store_true", help="no terminal report")
     out.add_argument(
@@ -145,7 +168,10 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
         help="limit for each benchmark child (default 600)",
     )
     b.add_argument(
-        "--bench-device", metavar="DEV", help="cpu, cuda or cuda:N (default: every GPU in turn)"
+        "--bench-device",
+        type=bench_device,
+        metavar="DEV",
+        help="cpu, cuda or cuda:N (default: every GPU in turn)",
     )
 
 
@@ -190,11 +216,17 @@ def run_report_command(args: argparse.Namespace) -> int:
     findings += recommend_findings(snapshot, recommendation, already={f.id for f in findings})
     bench, notes = None, []
     if args.command in ("check", "bench") and not args.no_bench:
+        from gpucheck import bench as bench_mod
+
         if args.from_snapshot:
             notes.append("smoke benchmark not run: the snapshot was recorded on another run")
+        elif (
+            args.require_gpu
+            and not args.bench_device
+            and bench_mod.bench_devices(snapshot) == ["cpu"]
+        ):
+            notes.append("smoke benchmark not run: --require-gpu and no usable GPU")
         else:
-            from gpucheck import bench as bench_mod
-
             bench = tuple(
                 bench_mod.run_benches(
                     snapshot,
@@ -214,42 +246,31 @@ def run_report_command(args: argparse.Namespace) -> int:
         notes=tuple(notes),
     )
     emit(report, args)
+    from gpucheck.fleet.hooks import after_report
+
+    after_report(report, args)
     return report.exit_code
 
 
+OUTPUT_FLAGS = ("json", "markdown", "junit", "dump_snapshot", "prometheus")
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output path is checked before any work: a bad one costs nothing, writes nothing."""
     to_stdout = [flag for flag in ("json", "markdown") if getattr(args, flag) == "-"]
     if len(to_stdout) > 1:
         raise UsageError("--json and --markdown cannot both go to stdout; give one of them a FILE")
-    paths = [
-        p for p in (args.json, args.markdown, args.junit, args.dump_snapshot) if p and p != "-"
-    ]
-    if len(set(map(os.path.abspath, paths))) != len(paths):
+    files = []
+    for flag in OUTPUT_FLAGS:
+        path = getattr(args, flag, None)
+        if path is None or path == "-":
+            continue
+        if not path:
+            raise UsageError(f"--{flag.replace('_', '-')}: the file name is empty")
+        if output_kind(path) == "replace":
+            files.append(os.path.realpath(path))
+    if len(set(files)) != len(files):
         raise UsageError("two outputs name the same file")
-    for path in paths:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot write {path}: folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise UsageError(f"cannot write {path}: folder {folder} is not writable")
-
-
-def load_snapshot(path: str) -> Snapshot:
-    try:
-        return Snapshot.from_json(read_text(path, "snapshot"))
-    except SnapshotError as exc:
-        raise UsageError(f"snapshot {path}: {exc}") from None
-
-
-def load_compat(path: str | None):
-    from gpucheck import compat
-
-    if path is None:
-        return None
-    try:
-        return compat.load_table(read_text(path, "compatibility table"), source=path)
-    except compat.CompatError as exc:
-        raise UsageError(f"compatibility table {path}: {exc}") from None
 
 
 def emit(report: Report, args: argparse.Namespace) -> None:
@@ -278,9 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = proc.install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("recommend", "bootstrap"):
-            return args.run(args)
-        return run_report_command(args)
+        if args.command in ("recommend", "bootstrap", "fleet"):
+            code = args.run(args)
+        else:
+            code = run_report_command(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not after we return
+        return code
     except UsageError as exc:
         print(f"gpucheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -288,18 +312,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = proc.exit_code(exc)
         print(f"gpucheck: interrupted ({proc.signal_name(exc)})", file=sys.stderr)
         return code
-    except BrokenPipeError:
+    except BrokenPipeError:  # `gpucheck ... | head -1`: the reader has what it wanted
+        silence_stdout()
         return 0
-    except Exception as exc:  # a bug in gpucheck: say so, and how to report it
-        if os.environ.get("GPUCHECK_DEBUG"):
-            traceback.print_exc()
-        print(
-            f"gpucheck: internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in gpucheck. Please report it with the output of "
-            "`GPUCHECK_DEBUG=1 gpucheck probe --dump-snapshot snapshot.json` attached.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):  # rich's own broken-pipe exit(1)
+            silence_stdout()
+            return 0
+        raise
+    except OSError as exc:
+        if not is_output_error(exc):
+            return _internal_error(exc)
+        silence_stdout()
+        print(f"gpucheck: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        return _internal_error(exc)
     finally:
         proc.kill_all()  # nothing we started outlives us
         restore()
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug in gpucheck: say so, and how to report it."""
+    if os.environ.get("GPUCHECK_DEBUG"):
+        traceback.print_exception(exc)
+    print(
+        f"gpucheck: internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in gpucheck. Please report it with the output of "
+        "`GPUCHECK_DEBUG=1 gpucheck probe --dump-snapshot snapshot.json` attached.",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL

@@ -68,6 +68,9 @@ class System:
     # None: not probed. Tells "no GPU at all" from "a GPU with no working driver".
     nvidia_pci_devices: tuple[str, ...] | None = None
     amd_gfx: tuple[str, ...] = ()  # AMD GPU architectures seen by the amdgpu/KFD driver, "gfx942"
+    # An NVIDIA Jetson/Tegra SoC (integrated GPU, no NVML): what identified it, e.g.
+    # "R36 (release), REVISION: 3.0 (/etc/nv_tegra_release)"; None: not a Tegra board.
+    tegra: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,11 @@ class TorchDevice:
     matmul_ok: bool | None = None
     matmul_max_error: float | None = None
     error: str | None = None
+    uuid: str | None = None  # "GPU-..." as NVML spells it: joins a CUDA index to an NVML one
+    pci_bus_id: str | None = None  # "00000000:18:00.0"
+    matmul_tolerance: float | None = None  # the bound the error was judged against
+    matmul_precision: str | None = None  # "fp32" | "tf32" | "bf16": what the GEMM ran in
+    bf16_supported: bool | None = None  # native bf16 (not emulated), this device
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,15 @@ class TorchRuntime:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Which machine recorded the snapshot, so a fleet of reports can be told apart."""
+
+    hostname: str | None = None  # socket.gethostname()
+    slurm_node_name: str | None = None  # $SLURMD_NODENAME: the name Slurm knows the node by
+    machine_id: str | None = None  # /etc/machine-id (systemd), where readable
+
+
+@dataclass(frozen=True)
 class Snapshot:
     system: System
     driver: Driver = field(default_factory=Driver)
@@ -214,6 +231,7 @@ class Snapshot:
     cuda: Cuda = field(default_factory=Cuda)
     torch: Torch = field(default_factory=Torch)
     torch_runtime: TorchRuntime | None = None  # None: the dynamic probe was not run
+    identity: Identity | None = None  # None: recorded before gpucheck probed it
     created: str | None = None  # ISO-8601 UTC
     gpucheck_version: str | None = None
     probe_seconds: float | None = None

@@ -21,6 +21,7 @@ from gpucheck.probe.fallbacks import (
     query_nvidia_smi,
     sys_module_version,
 )
+from gpucheck.probe.identity import probe_identity
 from gpucheck.probe.nvml import NvmlProbe, NvmlResult
 from gpucheck.probe.parsers import decode_cudnn_version
 from gpucheck.probe.pyenv import inspect_python
@@ -118,6 +119,7 @@ def collect(
         cuda=cuda,
         torch=torch,
         torch_runtime=runtime,
+        identity=probe_identity(root, env),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         gpucheck_version=gpucheck.__version__,
         probe_seconds=round(time.perf_counter() - started, 4),

@@ -1,0 +1,235 @@
+"""One node's report, boiled down to the few figures the fleet compares.
+
+A report (`gpucheck check --json`, docs/schema/report.schema.json) is tens of kilobytes; its
+summary is a few hundred bytes. The fleet reads one report at a time and keeps only summaries,
+so memory grows by a summary per node, never by a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpucheck.report import REPORT_SCHEMA_VERSION
+from gpucheck.snapshot import Snapshot, SnapshotError
+
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+
+# The fields compared across nodes (drift) and accepted by --expect, in display order.
+DRIFT_FIELDS = (
+    "driver",
+    "cuda_driver",
+    "vbios",
+    "gpu_model",
+    "gpu_count",
+    "torch",
+    "cudnn",
+    "nccl",
+)
+
+
+@dataclass(frozen=True)
+class GpuFigure:
+    """One measured figure of one GPU: bench samples/s or matmul TFLOPS."""
+
+    metric: str  # "samples_per_s" | "matmul_tflops"
+    gpu: str  # "cuda:0", or the GPU index the node check measured
+    model: str | None  # the GPU's name: outliers are judged among the same model
+    value: float
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    source: str  # the report file
+    stem: str  # the file name without .json: gpu07.json -> gpu07
+    slurm_node_name: str | None = None
+    hostname: str | None = None
+    machine_id: str | None = None
+    verdict: str = "FAIL"  # PASS | WARN | FAIL
+    gpu_count: int = 0
+    config: dict[str, str | None] = field(default_factory=dict)  # DRIFT_FIELDS -> value
+    errors: tuple[str, ...] = ()  # ids of error findings
+    warnings: tuple[str, ...] = ()  # ids of warn findings
+    figures: tuple[GpuFigure, ...] = ()
+    samples_per_s: float | None = None  # the node's bench throughput, summed over its GPUs
+    created: str | None = None
+    problem: str | None = None  # set when the node's task failed and there is no report
+
+    @property
+    def identity_name(self) -> str | None:
+        """The name the report gives itself: Slurm's node name, else the short host name."""
+        if self.slurm_node_name:
+            return self.slurm_node_name
+        if self.hostname:
+            return self.hostname.split(".")[0]
+        return None
+
+    @property
+    def aliases(self) -> set[str]:
+        """Every name this node may be expected under (Slurm name, host names, file stem)."""
+        names = {self.stem}
+        for n in (self.slurm_node_name, self.hostname):
+            if n:
+                names |= {n, n.split(".")[0]}
+        return names
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    source: str
+    stem: str
+    reason: str  # one line
+
+
+def stem_of(path: str) -> str:
+    base = os.path.basename(path)
+    return base[: -len(".json")] if base.endswith(".json") else base
+
+
+def read_report(path: str) -> NodeSummary | Unreadable:
+    """Read and summarise one report file; any problem is an Unreadable, never an exception."""
+    stem = stem_of(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_REPORT_BYTES + 1)
+    except OSError as exc:
+        return Unreadable(path, stem, f"cannot read: {exc.strerror or exc}")
+    if len(data) > MAX_REPORT_BYTES:
+        return Unreadable(path, stem, f"larger than {MAX_REPORT_BYTES // 2**20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return Unreadable(path, stem, "not UTF-8 text")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.strip() and exc.pos >= len(text.rstrip()):
+            return Unreadable(path, stem, "truncated JSON (the file ends mid-document)")
+        return Unreadable(path, stem, f"not valid JSON: {exc}")
+    except RecursionError:
+        return Unreadable(path, stem, "not valid JSON: nested too deeply")
+    try:
+        return summarize(doc, path)
+    except ReportError as exc:
+        return Unreadable(path, stem, str(exc))
+
+
+class ReportError(ValueError):
+    """A JSON document that is not a gpucheck report this version can read."""
+
+
+def summarize(doc: Any, source: str) -> NodeSummary:
+    """The summary of one parsed report document (pure). Raises ReportError."""
+    if not isinstance(doc, dict):
+        raise ReportError("not a gpucheck report: the JSON is not an object")
+    tool = doc.get("tool")
+    if not isinstance(tool, dict) or tool.get("name") != "gpucheck":
+        if "system" in doc and "schema_version" in doc:
+            raise ReportError("a snapshot, not a report: run `gpucheck check --from-snapshot`")
+        raise ReportError("not a gpucheck report (no tool.name 'gpucheck')")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ReportError("no integer schema_version")
+    if version > REPORT_SCHEMA_VERSION:
+        raise ReportError(
+            f"report schema_version {version} is newer than this gpucheck reads "
+            f"({REPORT_SCHEMA_VERSION}); upgrade gpucheck"
+        )
+    verdict = doc.get("verdict")
+    if verdict not in ("PASS", "WARN", "FAIL"):
+        raise ReportError(f"bad verdict {verdict!r:.40}")
+    try:
+        snap = Snapshot.from_dict(doc.get("snapshot"))
+    except SnapshotError as exc:
+        raise ReportError(f"its snapshot: {exc}") from None
+    findings = doc.get("findings")
+    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+        raise ReportError("findings is not a list of objects")
+    ids = {sev: [] for sev in ("error", "warn")}
+    for f in findings:
+        if f.get("severity") in ids and isinstance(f.get("id"), str):
+            ids[f["severity"]].append(f["id"])
+    bench = doc.get("bench")
+    if bench is not None and not (
+        isinstance(bench, list) and all(isinstance(b, dict) for b in bench)
+    ):
+        raise ReportError("bench is not a list of objects")
+    figures = _bench_figures(bench or [], snap) + _node_figures(node_section(doc))
+    samples = [f.value for f in figures if f.metric == "samples_per_s"]
+    ident = snap.identity
+    return NodeSummary(
+        source=source,
+        stem=stem_of(source),
+        slurm_node_name=ident.slurm_node_name if ident else None,
+        hostname=ident.hostname if ident else None,
+        machine_id=ident.machine_id if ident else None,
+        verdict=verdict,
+        gpu_count=len(snap.gpus),
+        config=node_config(snap),
+        errors=tuple(dict.fromkeys(ids["error"])),
+        warnings=tuple(dict.fromkeys(ids["warn"])),
+        figures=tuple(figures),
+        samples_per_s=round(sum(samples), 3) if samples else None,
+        created=snap.created,
+    )
+
+
+def node_config(snap: Snapshot) -> dict[str, str | None]:
+    """The values compared across the fleet; None where the node did not record one."""
+    rt = snap.torch_runtime
+    names = sorted({g.name for g in snap.gpus if g.name})
+    vbios = sorted({v for g in snap.gpus if (v := getattr(g, "vbios_version", None))})
+    return {
+        "driver": snap.driver.version,
+        "cuda_driver": snap.driver.cuda_version,
+        "vbios": ", ".join(vbios) or None,
+        "gpu_model": " + ".join(names) or None,
+        "gpu_count": str(len(snap.gpus)),
+        "torch": snap.torch.version if snap.torch.installed else None,
+        "cudnn": rt.cudnn_version if rt else None,
+        "nccl": rt.nccl_version if rt else None,
+    }
+
+
+def _bench_figures(bench: list[dict[str, Any]], snap: Snapshot) -> list[GpuFigure]:
+    out = []
+    for b in bench:
+        if b.get("status") != "ok":
+            continue
+        train = (b.get("result") or {}).get("train") or {}
+        value = train.get("samples_per_s") if isinstance(train, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        device = str(b.get("device") or "?")
+        out.append(GpuFigure("samples_per_s", device, b.get("gpu_name") or _cpu(device), value))
+    return out
+
+
+def _cpu(device: str) -> str | None:
+    return "CPU" if device == "cpu" else None
+
+
+def node_section(doc: dict[str, Any]) -> Any:
+    """The node checks' recorded figures in a report (gpucheck/node/figures.py), if any."""
+    for key in ("node", "node_figures"):
+        if isinstance(doc.get(key), dict):
+            return doc[key]
+    return None
+
+
+def _node_figures(node: Any) -> list[GpuFigure]:
+    """Matmul TFLOPS per GPU from the node checks, when the report has them."""
+    if not isinstance(node, dict):
+        return []
+    node = node.get("figures") if isinstance(node.get("figures"), dict) else node
+    out = []
+    for row in node.get("gpus") if isinstance(node.get("gpus"), list) else []:
+        if not isinstance(row, dict):
+            continue
+        value = row.get("matmul_tflops")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out.append(GpuFigure("matmul_tflops", str(row.get("index", "?")), row.get("name"), value))
+    return out
