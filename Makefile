@@ -4,16 +4,29 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The torch the set-up installs. On the project's machines torch==2.13.0 is a CPU build on disk;
 # on a GPU machine, run `gpucheck recommend` and install the build it names instead.
+# TORCH is split into words, so it may carry pip options:
+#   make run TORCH="torch==2.9.1 --index-url https://download.pytorch.org/whl/cu128"
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+# Holds the TORCH the venv was built with; rewritten only when TORCH changes, so that a new
+# TORCH reinstalls and an unchanged one does not.
+TORCH_STAMP := $(VENV)/.torch
 
-.PHONY: run test lint bench fuzz gpu-check clean
+.PHONY: run test lint bench fuzz gpu-check clean FORCE
 
-$(STAMP): pyproject.toml
+$(TORCH_STAMP): FORCE
+	$(shell mkdir -p $(VENV))$(file >$@.new,$(TORCH))
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
+
+$(STAMP): pyproject.toml $(TORCH_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned, so that the extras cannot pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	# An older checkout installed itself as "gpucheck" (on PyPI an unrelated project, whose
+	# files would clash with these): take it out first.
+	$(BIN)/python -m pip uninstall -q -y gpucheck 2>/dev/null || true
+	# torch first and pinned, so that the extras cannot pull a multi-GB CUDA build. xargs splits
+	# TORCH into words as pip's command line (quotes honoured), without a shell between.
+	xargs $(BIN)/python -m pip install -q < $(TORCH_STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench,test]"
 	touch $(STAMP)
 

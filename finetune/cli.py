@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(
             EXIT_INPUT,
             "skipped",
-            f"needs torch and transformers ({exc}); pip install 'gpucheck[bench]'",
+            f"needs torch and transformers ({exc}); pip install 'gpu-path-check[bench]'",
         )
     opts = tr.Options(
         preset=args.preset,

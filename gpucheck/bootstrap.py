@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -31,6 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from gpucheck import proc
+from gpucheck.bootstrap_guard import (
+    CONFIG_OFF,
+    NETWORK_ERRORS,
+    PIP_NET_FLAGS,
+    check_installed,
+    installed_versions,
+    isolated_env,
+    pip_network_config,
+    planned_versions,
+    torch_packages,
+)
 from gpucheck.errors import UsageError
 
 INSTALL_TIMEOUT_S = 3600.0  # torch wheels are large and lab mirrors can be slow
@@ -68,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpucheck-spec",
         metavar="SPEC",
         default=None,
-        help="what to install for gpucheck itself (default: this checkout or gpucheck[bench] from PyPI)",
+        help="what to install for gpucheck itself (default: this checkout or gpu-path-check[bench] from PyPI)",
     )
     parser.add_argument("--torch", metavar="SPEC", help="a torch constraint, e.g. '2.5.*'")
     parser.add_argument(
@@ -103,9 +115,11 @@ class Step:
     what: str
     argv: tuple[str, ...]
     timeout: float
+    isolated: bool = False  # the installer ignores its configuration: only the shown sources
 
     def shown(self) -> str:
-        return shlex.join(self.argv)
+        prefix = f"{CONFIG_OFF[0]}={CONFIG_OFF[1]} " if self.isolated and "pip" in self.argv else ""
+        return prefix + shlex.join(self.argv)
 
 
 def _say(text: str) -> None:
@@ -120,16 +134,17 @@ def env_python(env_dir: Path) -> Path:
 
 def default_gpucheck_spec() -> str:
     """This source checkout when gpucheck runs from one, else the same release from PyPI."""
-    from gpucheck import __version__
+    from gpucheck import __dist__, __version__
 
     root = Path(__file__).resolve().parent.parent
     pyproject = root / "pyproject.toml"
     try:
-        if pyproject.is_file() and 'name = "gpucheck"' in pyproject.read_text(encoding="utf-8"):
+        if pyproject.is_file() and f'name = "{__dist__}"' in pyproject.read_text(encoding="utf-8"):
             return f"{root}[bench]"
     except OSError:
         pass
-    return f"gpucheck[bench]=={__version__}"
+    # The distribution is not called `gpucheck`: that name on PyPI is an unrelated project.
+    return f"{__dist__}[bench]=={__version__}"
 
 
 def _installer(args: argparse.Namespace, python: Path) -> list[str]:
@@ -154,13 +169,6 @@ def _source_flags(args: argparse.Namespace, index_url: str | None) -> list[str]:
     return flags
 
 
-def torch_packages(rec: Any) -> list[str]:
-    pkgs = [f"torch=={rec.torch}"]
-    if rec.torchvision:
-        pkgs.append(f"torchvision=={rec.torchvision}")
-    return pkgs
-
-
 def plan(args: argparse.Namespace, rec: Any, env_dir: Path | None, create: bool) -> list[Step]:
     python = env_python(env_dir) if env_dir is not None else Path(sys.executable)
     steps: list[Step] = []
@@ -175,11 +183,13 @@ def plan(args: argparse.Namespace, rec: Any, env_dir: Path | None, create: bool)
         steps.append(Step("create the environment", argv, SMALL_TIMEOUT_S))
     installer = _installer(args, python)
     if rec.action != "none" or create:
+        net = [] if args.uv else list(PIP_NET_FLAGS)
         steps.append(
             Step(
                 f"install torch {rec.build}",
-                tuple(installer + torch_packages(rec) + _source_flags(args, rec.index_url)),
+                tuple(installer + torch_packages(rec) + _source_flags(args, rec.index_url) + net),
                 args.install_timeout,
+                isolated=True,
             )
         )
     spec = args.gpucheck_spec or default_gpucheck_spec()
@@ -201,12 +211,14 @@ def plan(args: argparse.Namespace, rec: Any, env_dir: Path | None, create: bool)
 
 def _run(step: Step, env: dict[str, str]) -> tuple[bool, str]:
     _say(f"$ {step.shown()}")
+    # The torch step keeps its stderr, to tell an unreachable index from other failures; its
+    # progress (stdout) streams through.
     child = proc.Child(
         step.argv,
         timeout=step.timeout,
         env=env,
         stdout="inherit",
-        stderr="inherit",
+        stderr="capture" if step.isolated else "inherit",
         stdin_inherit=True,
     )
     if child.start_exc is not None:
@@ -215,9 +227,22 @@ def _run(step: Step, env: dict[str, str]) -> tuple[bool, str]:
     done = child.wait()
     if done.timed_out:
         return False, f"{step.what}: timed out after {step.timeout:.0f} s"
+    if done.returncode != 0 and any(marker in done.stderr for marker in NETWORK_ERRORS):
+        return False, _index_hint(step)  # one line instead of pip's retry noise
+    sys.stderr.write(done.stderr)
     if done.returncode != 0:
         return False, f"{step.what}: exit status {done.returncode}"
     return True, ""
+
+
+def _index_hint(step: Step) -> str:
+    argv = list(step.argv)
+    where = argv[argv.index("--index-url") + 1] if "--index-url" in argv else "the package index"
+    return (
+        f"{step.what}: cannot reach {where}. Through a mirror: pass --index-url URL (a mirror "
+        "of that index); without network: download the wheels elsewhere and pass "
+        "--find-links DIR --no-index"
+    )
 
 
 def _freeze(python: Path, env: dict[str, str]) -> dict[str, str] | None:
@@ -326,7 +351,8 @@ def run(args: argparse.Namespace) -> int:
     if args.find_links and not Path(args.find_links).is_dir():
         raise UsageError(f"--find-links: {args.find_links} is not a folder")
     for name in ("install_timeout", "check_timeout"):
-        if getattr(args, name) <= 0:
+        value = getattr(args, name)
+        if not math.isfinite(value) or value <= 0:  # nan compares false with everything
             raise UsageError(f"--{name.replace('_', '-')}: must be a positive number of seconds")
     table = load_compat_arg(args.compat)
     machine = probe_machine(args, table)
@@ -370,22 +396,17 @@ def run(args: argparse.Namespace) -> int:
         _say("bootstrap: cannot record `pip freeze` of the environment; stopping before any change")
         return 1
 
-    for step in steps:
-        ok, error = _run(step, env)
-        if ok:
-            continue
+    try:
+        error = _install(steps, env, python, planned_versions(rec) if steps_install(steps) else {})
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM/SIGHUP, which proc turns into the same): the children are ended;
+        # undo what was done so far, then let the CLI exit 128+signal.
+        _say("\nbootstrap: interrupted")
+        _undo(create, env_dir, python, before, env, args)
+        raise
+    if error:
         _say(f"bootstrap: failed: {error}")
-        if create:
-            shutil.rmtree(env_dir, ignore_errors=True)
-            _say(f"bootstrap: removed the partly built {env_dir}; nothing else was changed")
-        elif _restore(python, before, env, args):
-            _say("bootstrap: the environment is back as it was")
-        else:
-            frozen = _write_freeze(before)
-            _say(
-                "bootstrap: could not fully restore the environment; its packages before this run "
-                f"are in {frozen} (pip install -r {frozen})"
-            )
+        _undo(create, env_dir, python, before, env, args)
         return 1
 
     if args.no_check:
@@ -404,6 +425,50 @@ def run(args: argparse.Namespace) -> int:
         activate = env_dir / ("Scripts/activate" if os.name == "nt" else "bin/activate")
         _say(f"activate it with: . {activate}")
     return 0 if rc == 0 and verdict != "FAIL" else 1
+
+
+def steps_install(steps: list[Step]) -> bool:
+    return any(step.isolated for step in steps)
+
+
+def _install(
+    steps: list[Step], env: dict[str, str], python: Path, planned: dict[str, str]
+) -> str | None:
+    """Run the steps; then check that the environment holds the planned build. Why not, or None."""
+    for step in steps:
+        step_env = env
+        if step.isolated:
+            step_env = isolated_env(env, pip_network_config(python, env))
+        ok, error = _run(step, step_env)
+        if not ok:
+            return error
+    if not planned:
+        return None
+    # A later step (gpucheck's extras, a constraint in pip's configuration) may have replaced
+    # the build the torch step installed: what counts is what the environment holds at the end.
+    wrong = check_installed(planned, installed_versions(python, env, list(planned)))
+    return f"{wrong}; undoing the install" if wrong else None
+
+
+def _undo(
+    create: bool,
+    env_dir: Path | None,
+    python: Path,
+    before: dict[str, str] | None,
+    env: dict[str, str],
+    args: argparse.Namespace,
+) -> None:
+    if create and env_dir is not None:
+        shutil.rmtree(env_dir, ignore_errors=True)
+        _say(f"bootstrap: removed the partly built {env_dir}; nothing else was changed")
+    elif before is not None and _restore(python, before, env, args):
+        _say("bootstrap: the environment is back as it was")
+    elif before is not None:
+        frozen = _write_freeze(before)
+        _say(
+            "bootstrap: could not fully restore the environment; its packages before this run "
+            f"are in {frozen} (pip install -r {frozen})"
+        )
 
 
 def _write_freeze(before: dict[str, str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,17 +24,21 @@ PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 FAKE_MAIN = """\
 import json, sys
 import torch
-ok = torch.__version__ == "2.14.1"
+ok = torch.__version__ == "2.14.1+cpu"
 print(json.dumps({"verdict": "PASS" if ok else "FAIL", "exit_code": 0 if ok else 1,
                   "findings": [], "argv": sys.argv[1:]}))
 sys.exit(0 if ok else 1)
 """
 
 
-def make_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
-    dist = f"{name}-{version}.dist-info"
+def make_wheel(
+    folder: Path, name: str, version: str, files: dict[str, str], requires: tuple[str, ...] = ()
+) -> Path:
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"
     files = dict(files)
-    files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nProvides-Extra: bench\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    files[f"{dist}/METADATA"] = meta
     files[f"{dist}/WHEEL"] = (
         "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
@@ -45,24 +50,53 @@ def make_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> 
         record.append(f"{path},sha256={digest},{len(text.encode())}")
     record.append(f"{dist}/RECORD,,")
     files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    wheel = folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         for path, text in files.items():
             zf.writestr(path, text)
     return wheel
 
 
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("wheels")
-    make_wheel(folder, "torch", "2.14.1", {"torch/__init__.py": '__version__ = "2.14.1"\n'})
+def torch_wheel(folder: Path, version: str) -> Path:
+    return make_wheel(
+        folder, "torch", version, {"torch/__init__.py": f'__version__ = "{version}"\n'}
+    )
+
+
+def build_wheels(folder: Path) -> Path:
+    """The PyTorch index's builds (tagged +cpu, as there) and gpucheck, as pip would find them."""
+    torch_wheel(folder, "2.14.1+cpu")
     make_wheel(
-        folder, "torchvision", "0.29.1", {"torchvision/__init__.py": '__version__ = "0.29.1"\n'}
+        folder,
+        "torchvision",
+        "0.29.1+cpu",
+        {"torchvision/__init__.py": '__version__ = "0.29.1+cpu"\n'},
+        requires=("torch==2.14.1",),
     )
     make_wheel(
-        folder, "gpucheck", "0.0.1", {"gpucheck/__init__.py": "", "gpucheck/__main__.py": FAKE_MAIN}
+        folder,
+        "gpu-path-check",
+        "0.0.1",
+        {"gpucheck/__init__.py": "", "gpucheck/__main__.py": FAKE_MAIN},
     )
     return folder
+
+
+def write_snapshot(path: Path) -> str:
+    snap = Snapshot(
+        system=System(
+            os="linux",
+            arch="x86_64",
+            python=PythonInfo(version=PY + ".0", executable=sys.executable),
+        )
+    )
+    path.write_text(snap.to_json())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> Path:
+    return build_wheels(tmp_path_factory.mktemp("wheels"))
 
 
 @pytest.fixture(autouse=True)
@@ -76,16 +110,7 @@ def isolated_pip(monkeypatch):
 
 @pytest.fixture
 def snapshot(tmp_path) -> str:
-    snap = Snapshot(
-        system=System(
-            os="linux",
-            arch="x86_64",
-            python=PythonInfo(version=PY + ".0", executable=sys.executable),
-        )
-    )
-    path = tmp_path / "snap.json"
-    path.write_text(snap.to_json())
-    return str(path)
+    return write_snapshot(tmp_path / "snap.json")
 
 
 def bootstrap(*argv: str) -> int:
@@ -102,7 +127,7 @@ def freeze(venv: Path) -> str:
     ).stdout
 
 
-def common(snapshot: str, wheels: Path, spec: str = "gpucheck==0.0.1") -> list[str]:
+def common(snapshot: str, wheels: Path, spec: str = "gpu-path-check==0.0.1") -> list[str]:
     return [
         "--from-snapshot",
         snapshot,
@@ -121,7 +146,9 @@ def test_dry_run_shows_commands_and_changes_nothing(tmp_path, snapshot, wheels, 
     venv = tmp_path / "env"
     assert bootstrap("--venv", str(venv), "--dry-run", *common(snapshot, wheels)) == 0
     out = capsys.readouterr().out
-    assert "-m venv" in out and "torch==2.14.1" in out and "torchvision==0.29.1" in out
+    # exact builds, local tag included: no other build of 2.14.1 can satisfy these
+    assert "torch==2.14.1+cpu torchvision==0.29.1+cpu" in out and "-m venv" in out
+    assert "PIP_CONFIG_FILE=" in out
     assert "--no-index" in out and "dry run" in out
     assert not venv.exists()
 
@@ -138,12 +165,14 @@ def test_end_to_end_new_venv(tmp_path, snapshot, wheels, capsys):
     out = capsys.readouterr().out
     assert "verdict inside" in out and "PASS" in out
     frozen = freeze(venv)
-    assert "torch==2.14.1" in frozen and "torchvision==0.29.1" in frozen
+    assert "torch==2.14.1+cpu" in frozen and "torchvision==0.29.1+cpu" in frozen
 
 
 def test_failure_removes_a_new_venv(tmp_path, snapshot, wheels, capsys):
     venv = tmp_path / "env"
-    rc = bootstrap("--venv", str(venv), "--yes", *common(snapshot, wheels, spec="gpucheck==9.9.9"))
+    rc = bootstrap(
+        "--venv", str(venv), "--yes", *common(snapshot, wheels, spec="gpu-path-check==9.9.9")
+    )
     out = capsys.readouterr().out
     assert rc == 1 and "failed" in out and not venv.exists()
 
@@ -152,7 +181,9 @@ def test_failure_leaves_an_existing_venv_as_it_was(tmp_path, snapshot, wheels, c
     venv = tmp_path / "existing"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     before = freeze(venv)
-    rc = bootstrap("--venv", str(venv), "--yes", *common(snapshot, wheels, spec="gpucheck==9.9.9"))
+    rc = bootstrap(
+        "--venv", str(venv), "--yes", *common(snapshot, wheels, spec="gpu-path-check==9.9.9")
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "torch" in out and "back as it was" in out  # torch was installed, then taken out
@@ -177,3 +208,85 @@ def test_nothing_fits_installs_nothing(tmp_path, wheels, capsys):
     venv = tmp_path / "env"
     assert bootstrap("--venv", str(venv), "--yes", *common(str(path), wheels)) == 1
     assert "nothing installed" in capsys.readouterr().out and not venv.exists()
+
+
+# --- the build installed is the build announced (issue 10 item 4) -----------------------------
+
+
+def test_pip_configuration_cannot_substitute_another_build(tmp_path, snapshot, wheels, monkeypatch):
+    # pip's configuration names a folder with another build of the same release (sorting
+    # higher, so an unpinned `torch==2.14.1` took it) and a constraint the plan breaks.
+    other = tmp_path / "mirror"
+    other.mkdir()
+    torch_wheel(other, "2.14.1+cu130")
+    (tmp_path / "constraints.txt").write_text("torch<2.14\n")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        f"[global]\nfind-links = {other}\nconstraint = {tmp_path / 'constraints.txt'}\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(other))
+    venv = tmp_path / "env"
+    common_args = common(snapshot, wheels)
+    assert bootstrap("--venv", str(venv), "--yes", "--no-check", *common_args) == 0
+    frozen = freeze(venv)
+    assert "torch==2.14.1+cpu" in frozen and "torchvision==0.29.1+cpu" in frozen
+
+
+def test_another_build_at_the_end_is_undone(tmp_path, snapshot, wheels, capsys):
+    # gpucheck's own requirements pull another torch build after the torch step: caught
+    # by the check of what the environment holds, and the new venv is removed.
+    folder = tmp_path / "wheels"
+    shutil.copytree(wheels, folder)
+    torch_wheel(folder, "2.14.1+cu130")
+    make_wheel(
+        folder,
+        "gpu-path-check",
+        "0.0.2",
+        {"gpucheck/__init__.py": "", "gpucheck/__main__.py": FAKE_MAIN},
+        requires=("torch==2.14.1+cu130",),
+    )
+    venv = tmp_path / "env"
+    rc = bootstrap("--venv", str(venv), "--yes", *common(snapshot, folder, "gpu-path-check==0.0.2"))
+    out = capsys.readouterr().out
+    assert rc == 1 and not venv.exists()
+    assert "torch 2.14.1+cu130 is installed, not the planned 2.14.1+cpu" in out
+
+
+def test_unreachable_index_is_one_line_naming_the_options(tmp_path, snapshot, capsys):
+    venv = tmp_path / "env"
+    # port 9 (discard) on the loopback: refused at once, no network needed
+    rc = bootstrap(
+        "--venv", str(venv), "--yes", "--from-snapshot", snapshot,
+        "--index-url", "http://127.0.0.1:9/simple", "--gpucheck-spec", "gpu-path-check==0.0.1",
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 1 and not venv.exists()
+    line = next(x for x in captured.out.splitlines() if "cannot reach" in x)
+    assert "http://127.0.0.1:9/simple" in line and "--index-url" in line and "--find-links" in line
+    assert "Retrying" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("flag", ["--install-timeout", "--check-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_timeouts_must_be_finite_and_positive(tmp_path, snapshot, wheels, capsys, flag, value):
+    rc = bootstrap("--venv", str(tmp_path / "env"), flag, value, *common(snapshot, wheels))
+    assert rc == 2 and flag in capsys.readouterr().err
+
+
+def test_ctrl_c_removes_the_venv_it_was_building(tmp_path, snapshot, wheels, monkeypatch, capsys):
+    from gpucheck import bootstrap as bs
+
+    real_run = bs._run
+    calls = []
+
+    def interrupted_after_the_venv(step, env):
+        calls.append(step.what)
+        if len(calls) == 2:  # the venv exists now; Ctrl-C lands during the torch install
+            raise KeyboardInterrupt
+        return real_run(step, env)
+
+    monkeypatch.setattr(bs, "_run", interrupted_after_the_venv)
+    venv = tmp_path / "env"
+    assert bootstrap("--venv", str(venv), "--yes", *common(snapshot, wheels)) == 130
+    assert not venv.exists() and "interrupted" in capsys.readouterr().out
