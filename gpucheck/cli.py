@@ -193,7 +193,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     deadline = Deadline(args.timeout)
     # `check` inspects torch; `bench` needs the CUDA devices from it unless it was told which.
     wants_torch = args.command == "check" or (args.command == "bench" and not args.bench_device)
-    if args.from_snapshot:
+    if args.from_snapshot is not None:
         snapshot = load_snapshot(args.from_snapshot)
     else:
         from gpucheck.probe import collect
@@ -218,7 +218,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     if args.command in ("check", "bench") and not args.no_bench:
         from gpucheck import bench as bench_mod
 
-        if args.from_snapshot:
+        if args.from_snapshot is not None:
             notes.append("smoke benchmark not run: the snapshot was recorded on another run")
         elif (
             args.require_gpu

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -261,8 +262,10 @@ class Snapshot:
     def from_json(cls, text: str) -> Snapshot:
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except json.JSONDecodeError as exc:
             raise SnapshotError(f"not valid JSON: {exc}") from None
+        except (ValueError, RecursionError):  # a 5,000-digit number, nesting without end
+            raise SnapshotError("not a snapshot: a number too long or nesting too deep") from None
         return cls.from_dict(data)
 
 
@@ -283,6 +286,15 @@ def to_plain(value: Any) -> Any:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+
+# Text fields with a fixed shape, checked on load so that no rule meets "nine" where it expects
+# "9.0". Keyed by field name: a name means the same thing in every section. The generated
+# schema states them as patterns.
+SHAPES: dict[str, tuple[str, str]] = {
+    "compute_capability": (r"^[0-9]{1,3}\.[0-9]{1,3}$", "a compute capability X.Y"),
+    "capability": (r"^[0-9]{1,3}\.[0-9]{1,3}$", "a compute capability X.Y"),
+}
+INT_LIMIT = 2**63  # integers are 64-bit in every producer we read (NVML, /proc, torch)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -310,7 +322,12 @@ def from_plain(tp: Any, data: Any, where: str) -> Any:
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:
-                kwargs[f.name] = from_plain(hints[f.name], data[f.name], f"{where}.{f.name}")
+                value = from_plain(hints[f.name], data[f.name], f"{where}.{f.name}")
+                if isinstance(value, str) and f.name in SHAPES:
+                    pattern, what = SHAPES[f.name]
+                    if not re.match(pattern, value):
+                        raise SnapshotError(f"{where}.{f.name}: expected {what}, got {value!r:.40}")
+                kwargs[f.name] = value
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SnapshotError(f"{where}: missing field {f.name!r}")
         return tp(**kwargs)
@@ -331,5 +348,7 @@ def from_plain(tp: Any, data: Any, where: str) -> Any:
     if tp in (int, str, bool):
         if type(data) is not tp:
             raise SnapshotError(f"{where}: expected {tp.__name__}, got {data!r:.40}")
+        if tp is int and not -INT_LIMIT <= data < INT_LIMIT:
+            raise SnapshotError(f"{where}: integer out of range ({len(str(abs(data)))} digits)")
         return data
     raise SnapshotError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - a bug

@@ -2,9 +2,12 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
-from conftest import SNAPSHOTS, healthy_gpu_snapshot, validate_report
+from conftest import ROOT, SNAPSHOTS, healthy_gpu_snapshot, validate_report
 
 from gpucheck import cli
 from gpucheck.snapshot import SCHEMA_VERSION, Gpu
@@ -111,6 +114,17 @@ BAD_INPUTS = [
         ["--compat", "{tmp}/truncated.json", "--from-snapshot", "{tmp}/good.json"],
         "compatibility table",
     ),
+    (["--compat", "{tmp}/binary.json"], "not UTF-8"),
+    (["--json", ""], "--json: the file name is empty"),
+    (["--junit", ""], "--junit: the file name is empty"),
+    (["--from-snapshot", ""], "file name is empty"),
+    (["--from-snapshot", "{tmp}/cc_nine.json"], "expected a compute capability X.Y, got 'nine'"),
+    (["--from-snapshot", "{tmp}/huge_int.json"], "a number too long"),
+    (["--from-snapshot", "{tmp}/long_int.json"], "integer out of range"),
+    (["--from-snapshot", "{tmp}/nul.json"], "is a binary file"),
+    # every output is checked before any work: nothing is written, not even ok.json
+    (["--json", "{tmp}/ok.json", "--junit", "{tmp}"], "it is a folder"),
+    (["--json", "{tmp}/ok.json", "--dump-snapshot", "{tmp}/sock"], "it is a socket"),
 ]
 
 
@@ -123,9 +137,17 @@ def bad_files(tmp_path):
         json.dumps({**good, "schema_version": SCHEMA_VERSION + 1})
     )
     (tmp_path / "binary.json").write_bytes(bytes(range(256)) * 4)
+    text = json.dumps(good)
+    (tmp_path / "cc_nine.json").write_text(text.replace('"9.0"', '"nine"', 1))
+    (tmp_path / "huge_int.json").write_text(text.replace('"index": 0', '"index": ' + "7" * 5000))
+    (tmp_path / "long_int.json").write_text(text.replace('"index": 0', '"index": ' + "7" * 400))
+    (tmp_path / "nul.json").write_text(text[:50] + "\x00" + text[50:])
     good["gpus"][0]["index"] = "0"
     (tmp_path / "wrongtype.json").write_text(json.dumps(good))
-    return tmp_path
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    yield tmp_path
+    sock.close()
 
 
 @pytest.mark.parametrize("argv, message", BAD_INPUTS)
@@ -138,6 +160,81 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, argv, message):
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and out == ""
     assert sorted(os.listdir(bad_files)) == before  # no output file, not even a half one
+
+
+@pytest.mark.parametrize("device", ["cuda:abc", "garbage", "cuda:", "cuda:-1", "cpu:0"])
+def test_bad_bench_device_is_one_line_and_exit_2(capsys, device):
+    code, out, err = run(capsys, "check", "--bench-device", device)
+    assert code == 2 and "--bench-device" in err and len(err.splitlines()) == 1 and out == ""
+
+
+def test_outputs_are_checked_before_probing(capsys, tmp_path, monkeypatch):
+    from gpucheck import probe
+
+    def must_not_probe(**_kw):
+        raise AssertionError("probed before the outputs were checked")
+
+    monkeypatch.setattr(probe, "collect", must_not_probe)
+    code, _, err = run(
+        capsys, "probe", "--json", str(tmp_path / "ok.json"), "--junit", str(tmp_path)
+    )
+    assert code == 2 and "it is a folder" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_require_gpu_without_a_gpu_skips_the_cpu_benchmark(capsys, tmp_path, monkeypatch):
+    from gpucheck import bench, probe
+
+    no_gpu = healthy_gpu_snapshot(0)
+    monkeypatch.setattr(probe, "collect", lambda **_kw: no_gpu)
+    ran = []
+    monkeypatch.setattr(bench, "run_benches", lambda *a, **k: ran.append(k) or [])
+    out = tmp_path / "r.json"
+    code, _, _ = run(capsys, "check", "--require-gpu", "--json", str(out), "-q")
+    doc = json.loads(out.read_text())
+    assert ran == [] and doc["bench"] is None
+    assert any("--require-gpu" in n for n in doc["notes"])
+    assert code == 1 and "GC901" in {f["id"] for f in doc["findings"]}
+
+
+def _cli(*argv, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "gpucheck", *argv], cwd=ROOT, capture_output=False, **kw
+    )
+
+
+def test_full_stdout_is_one_line_and_exit_2(tmp_path):
+    snap = str(SNAPSHOTS / "healthy_h100_x8.json")
+    for argv in (["probe", "--json"], ["probe"], ["recommend"]):
+        with open("/dev/full", "w") as full:
+            done = _cli(
+                *argv, "--from-snapshot", snap, stdout=full, stderr=subprocess.PIPE, timeout=60
+            )
+        err = done.stderr.decode()
+        assert done.returncode == 2, (argv, err)
+        assert err == "gpucheck: error: cannot write the output: No space left on device\n"
+
+
+def test_full_disk_for_a_file_is_one_line_and_exit_2(capsys):
+    snap = str(SNAPSHOTS / "healthy_h100_x8.json")
+    code, _, err = run(capsys, "probe", "--from-snapshot", snap, "--json", "/dev/full")
+    assert code == 2 and err == "gpucheck: error: cannot write /dev/full: No space left on device\n"
+
+
+@pytest.mark.parametrize("argv", [["probe", "--json"], ["probe"], ["recommend"]])
+def test_broken_pipe_exits_0_quietly(argv):
+    """`gpucheck recommend | head -1`: the reader left; that is not an error."""
+    snap = str(SNAPSHOTS / "healthy_h100_x8.json")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gpucheck", *argv, "--from-snapshot", snap],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # the reader is gone before the first byte
+    err = child.stderr.read()
+    assert child.wait(timeout=60) == 0, err
+    assert err == b""
 
 
 def test_bad_choice_for_check(capsys):
