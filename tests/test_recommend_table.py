@@ -84,7 +84,7 @@ CASES = [
         dict(os="windows", driver="581.57", gpus=["RTX 4090"]),
         None,
         "install",
-        "cu126",
+        "cu130",
         "2.14.1",
         False,
     ),
@@ -97,14 +97,14 @@ CASES = [
         "2.14.1",
         False,
     ),
-    # 527.41 is below the conservative 12.x Windows floor (528.33): only cu118 is left
+    # 527.41 is below the conservative 12.x Windows floor (528.33): only cu118 is left, newest 2.7.1
     (
         "windows-3090-527.41",
         dict(os="windows", driver="527.41", gpus=["RTX 3090"]),
         None,
         "install",
         "cu118",
-        "2.6.0",
+        "2.7.1",
         False,
     ),
     # Linux NVIDIA
@@ -159,7 +159,7 @@ CASES = [
         None,
         "install",
         "cu118",
-        "2.6.0",
+        "2.7.1",
         False,
     ),
     (
@@ -231,9 +231,9 @@ CASES = [
         "5090-560",
         dict(driver="560.35.03", gpus=["RTX 5090"]),
         None,
-        "install",
-        "cu128",
-        "2.11.0",
+        "upgrade-driver",
+        "cu132",
+        "2.14.1",
         False,
     ),
     (
@@ -294,9 +294,9 @@ CASES = [
         "4090-470",
         dict(driver="470.82.01", gpus=["RTX 4090"]),
         None,
-        "install",
-        "cu118",
-        "2.6.0",
+        "upgrade-driver",
+        "cu132",
+        "2.14.1",
         False,
     ),
     # driver too old for any wheel: say which driver, and what it gives
@@ -372,13 +372,13 @@ CASES = [
         None,
         "install",
         "cu118",
-        "2.6.0",
+        "2.7.1",
         False,
     ),
     # AMD ROCm by gfx, Linux only
-    ("mi300x", dict(gpus=["AMD Instinct MI300X"]), None, "install", "rocm7.2", "2.13.0", False),
-    ("gfx1151-flag", dict(rocm=["gfx1151"]), None, "install", "rocm7.2", "2.13.0", False),
-    ("mi250x", dict(gpus=["MI250X"]), None, "install", "rocm7.2", "2.13.0", False),
+    ("mi300x", dict(gpus=["AMD Instinct MI300X"]), None, "install", "rocm7.2", "2.14.1", False),
+    ("gfx1151-flag", dict(rocm=["gfx1151"]), None, "install", "rocm7.2", "2.14.1", False),
+    ("mi250x", dict(gpus=["MI250X"]), None, "install", "rocm7.2", "2.14.1", False),
     ("gfx1030-lt210", dict(rocm=["gfx1030"]), "<2.10", "install", "rocm6.4", "2.9.1", False),
     ("gfx803-old", dict(rocm=["gfx803"]), None, "unsupported", None, None, None),
     (

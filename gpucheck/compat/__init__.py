@@ -14,267 +14,32 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from gpucheck import versions
+from gpucheck.compat.model import (
+    CC,
+    ArchList,
+    CompatError,
+    CompatTable,
+    CondaBuild,
+    GpuEntry,
+    Release,
+    ToolkitRow,
+    Variant,
+    _version,
+    cuda_of_variant,
+    gpu_words,
+    kind_of_variant,
+    normalise_gpu_name,
+    parse_cc,
+)
 
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
 KINDS = ("cuda", "rocm", "xpu", "cpu")
 PARTS = ("torch", "drivers", "gpus", "tools")
-
-
-class CompatError(ValueError):
-    """A compatibility table that is malformed or internally inconsistent."""
-
-
-# --- small value types -------------------------------------------------------------------
-
-
-def _version(text: Any, where: str = "version") -> tuple[int, ...]:
-    """A dotted version from the table (gpucheck.versions.parse), or CompatError naming where."""
-    try:
-        return versions.parse(text)
-    except ValueError as exc:
-        raise CompatError(f"{where}: {exc}") from None
-
-
-def cuda_of_variant(name: str) -> tuple[int, int] | None:
-    """'cu126' -> (12, 6), 'cu92' -> (9, 2); None for cpu/rocm/xpu."""
-    m = re.fullmatch(r"cu(\d+)(\d)", name)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2))
-
-
-def kind_of_variant(name: str) -> str:
-    if name == "cpu":
-        return "cpu"
-    if name == "xpu":
-        return "xpu"
-    if re.fullmatch(r"cu\d{2,3}", name):
-        return "cuda"
-    if re.fullmatch(r"rocm\d+(\.\d+)+", name):
-        return "rocm"
-    raise CompatError(f"unknown variant name {name!r} (expected cpu, xpu, cuXYZ or rocmX.Y)")
-
-
-CC = tuple[int, int]
-
-
-def parse_cc(text: str) -> CC:
-    m = re.fullmatch(r"(\d{1,2})\.(\d)", text.strip())
-    if not m:
-        raise ValueError(f"not a compute capability (X.Y): {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-@dataclass(frozen=True)
-class ArchList:
-    """The GPU code in a build: cubins (SASS) per sm_X.y and PTX per compute_X.y."""
-
-    cubins: tuple[CC, ...]
-    ptx: tuple[CC, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> ArchList:
-        """'5.0;6.0;7.0+PTX' (TORCH_CUDA_ARCH_LIST) or 'sm_90 compute_90' (get_arch_list)."""
-        cubins: list[CC] = []
-        ptx: list[CC] = []
-        for raw in re.split(r"[;,\s]+", text.strip()):
-            if not raw:
-                continue
-            m = re.fullmatch(r"(sm|compute)_(\d{2,3})[af]?", raw)
-            if m:
-                digits = m.group(2)
-                cc = (int(digits[:-1]), int(digits[-1]))
-                (cubins if m.group(1) == "sm" else ptx).append(cc)
-                continue
-            m = re.fullmatch(r"(\d{1,2})\.(\d)(\+PTX)?", raw)
-            if not m:
-                raise CompatError(f"arch list entry not understood: {raw!r} in {text!r}")
-            cc = (int(m.group(1)), int(m.group(2)))
-            cubins.append(cc)
-            if m.group(3):
-                ptx.append(cc)
-        if not cubins and not ptx:
-            raise CompatError(f"empty arch list: {text!r}")
-        return cls(tuple(sorted(set(cubins))), tuple(sorted(set(ptx))))
-
-    def without_ptx(self) -> ArchList:
-        return ArchList(self.cubins, ())
-
-    def runs_on(self, cc: CC, ptx_ok: bool | None = True) -> bool | None:
-        """True if a cubin fits (same major, minor <= the GPU's); else PTX if allowed.
-
-        `ptx_ok` None means "PTX JIT may or may not work" (driver unknown): returns None
-        when only PTX would serve.
-        """
-        if any(c[0] == cc[0] and c[1] <= cc[1] for c in self.cubins):
-            return True
-        if any(p <= cc for p in self.ptx):
-            return ptx_ok
-        return False
-
-    def via_ptx_only(self, cc: CC) -> bool:
-        return not any(c[0] == cc[0] and c[1] <= cc[1] for c in self.cubins) and any(
-            p <= cc for p in self.ptx
-        )
-
-    def min_cc(self) -> CC:
-        return min(self.cubins + self.ptx)
-
-    def describe(self) -> str:
-        parts = [f"sm_{a}{b}" for a, b in self.cubins] + [f"compute_{a}{b}" for a, b in self.ptx]
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str  # "cu126", "cpu", "rocm7.2", "xpu"
-    kind: str  # "cuda" | "rocm" | "xpu" | "cpu"
-    status: str  # "confirmed" | "unconfirmed"
-    platforms: tuple[str, ...]
-    unconfirmed_platforms: tuple[str, ...] = ()
-    arch: dict[str, ArchList | None] = field(
-        default_factory=dict
-    )  # platform -> list (None: unknown)
-    cudnn: str | None = None
-    note: str | None = None
-
-    @property
-    def cuda(self) -> tuple[int, int] | None:
-        return cuda_of_variant(self.name)
-
-    def arch_for(self, platform: str) -> ArchList | None:
-        return self.arch.get(platform)
-
-
-@dataclass(frozen=True)
-class Release:
-    version: str  # "2.14.1"
-    python: tuple[str, ...]  # confirmed "3.X"
-    python_unconfirmed: tuple[str, ...]
-    pypi_default: dict[str, str | None]  # platform -> variant of the plain PyPI wheel
-    variants: tuple[Variant, ...]
-    torchvision: str | None = None
-    torchaudio: str | None = None
-    note: str | None = None
-
-    @property
-    def key(self) -> tuple[int, ...]:
-        return versions.key(_version(self.version))
-
-    @property
-    def minor(self) -> str:
-        return ".".join(self.version.split(".")[:2])
-
-    def variant(self, name: str) -> Variant | None:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        return None
-
-
-@dataclass(frozen=True)
-class ToolkitRow:
-    cuda: tuple[int, int]
-    release: str  # "GA", "Update 1"
-    linux: tuple[int, ...] | None
-    windows: tuple[int, ...] | None
-
-
-@dataclass(frozen=True)
-class GpuEntry:
-    vendor: str  # "nvidia" | "amd" | "intel"
-    name: str
-    words: tuple[str, ...]  # the normalised name, as tokens to find in a GPU's name
-    cc: CC | None = None
-    gfx: str | None = None
-    family: str | None = None
-
-
-@dataclass(frozen=True)
-class CondaBuild:
-    platform: str
-    cuda: tuple[int, int] | None
-    arch: ArchList | None
-
-
-@dataclass(frozen=True)
-class CompatTable:
-    releases: tuple[Release, ...]  # newest first
-    toolkits: tuple[ToolkitRow, ...]
-    mvc: dict[int, dict[str, tuple[int, ...]]]  # CUDA major -> {"linux": v, "windows": v}
-    gpus: tuple[GpuEntry, ...]
-    rocm_archs: dict[str, tuple[str, ...] | None]
-    conda_version: str
-    conda_builds: tuple[CondaBuild, ...]
-    uv_backends: frozenset[str]
-    index_url: str
-    cudnn_min_sm: tuple[tuple[int, ...], CC]  # (cuDNN version, min CC)
-    origin: str = "built-in"
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    # -- driver minimums ------------------------------------------------------------------
-
-    def ga_driver(self, cuda: tuple[int, int], os_name: str) -> tuple[int, ...] | None:
-        """Full-feature minimum: the GA row of that toolkit (None when NVIDIA gives none)."""
-        for row in self.toolkits:
-            if row.cuda == cuda and row.release == "GA":
-                return row.windows if os_name == "windows" else row.linux
-        return None
-
-    def mvc_driver(self, cuda_major: int, os_name: str) -> tuple[int, ...] | None:
-        row = self.mvc.get(cuda_major)
-        if row is None:
-            return None
-        return row["windows" if os_name == "windows" else "linux"]
-
-    def index_url_for(self, variant: str) -> str:
-        return self.index_url.format(variant=variant)
-
-    def release(self, version: str) -> Release | None:
-        for r in self.releases:
-            if r.version == version:
-                return r
-        minor = ".".join(version.split(".")[:2])
-        for r in self.releases:
-            if r.minor == minor:
-                return r
-        return None
-
-    def lookup_gpu(self, name: str) -> GpuEntry | None:
-        """Best (longest) table name found in a GPU name, e.g. 'NVIDIA GeForce RTX 4090'."""
-        words = gpu_words(name)
-        best: GpuEntry | None = None
-        for entry in self.gpus:
-            if _contains(words, entry.words) and (best is None or len(entry.name) > len(best.name)):
-                best = entry
-        return best
-
-
-_NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|intel)\b")
-
-
-def normalise_gpu_name(name: str) -> str:
-    text = name.lower().replace("(r)", " ").replace("(tm)", " ")
-    text = text.replace("-", " ").replace("_", " ")
-    text = _NOISE.sub(" ", text)
-    return " ".join(text.split())
-
-
-def gpu_words(name: str) -> tuple[str, ...]:
-    """'NVIDIA GeForce RTX 4090' -> ('rtx', '4090'): the tokens that identify a GPU model."""
-    return tuple(re.findall(r"[a-z0-9]+", normalise_gpu_name(name)))
-
-
-def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
-    """Whether `part` occurs in `words` as a run of whole tokens ('rtx 4090' in 'rtx 4090 d')."""
-    n = len(part)
-    return n > 0 and any(words[i : i + n] == part for i in range(len(words) - n + 1))
 
 
 # --- loading and validation --------------------------------------------------------------
@@ -307,6 +72,8 @@ def load_table(data: str | Path | None = None, *, source: str | None = None) -> 
             text = Path(data).read_text(encoding="utf-8")
         except OSError as exc:
             raise CompatError(f"cannot read compat file {data}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise CompatError(f"compat file {data} is not UTF-8 text") from None
     try:
         parsed = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -339,9 +106,42 @@ def _python_list(values: Any, where: str) -> tuple[str, ...]:
     if not isinstance(values, list):
         raise CompatError(f"{where}: expected a list of '3.X'")
     for v in values:
-        if not isinstance(v, str) or not re.fullmatch(r"3\.\d+", v):
-            raise CompatError(f"{where}: not a Python version '3.X': {v!r}")
+        if not isinstance(v, str) or not re.fullmatch(r"3\.\d+t?", v):
+            raise CompatError(f"{where}: not a Python version '3.X' or '3.Xt': {v!r}")
     return tuple(values)
+
+
+def _cudnn_floors(tdata: dict[str, Any]) -> tuple[tuple[tuple[int, ...], CC], ...]:
+    """cuDNN floors, oldest first: `cudnn_min_sm_rules` (a list), or the single older key."""
+    rules = tdata.get("cudnn_min_sm_rules")
+    if rules is None:
+        rules = [_need(tdata, "cudnn_min_sm_rule", dict, "torch")]
+    if not isinstance(rules, list) or not rules:
+        raise CompatError("torch.cudnn_min_sm_rules: expected a non-empty list")
+    out = []
+    for i, rule in enumerate(rules):
+        where = f"torch.cudnn_min_sm_rules[{i}]"
+        _sourced(rule, where)
+        out.append(
+            (
+                _version(_need(rule, "cudnn", str, where), where),
+                parse_cc(_need(rule, "min_compute_capability", str, where)),
+            )
+        )
+    return tuple(sorted(out))
+
+
+def _first_cuda(ddata: dict[str, Any]) -> dict[CC, tuple[int, int]]:
+    """The first CUDA toolkit that supports each compute capability (optional block)."""
+    block = ddata.get("first_cuda_for_cc")
+    if block is None:
+        return {}
+    _sourced(block, "drivers.first_cuda_for_cc")
+    out = {}
+    for cc, cuda in _need(block, "rows", dict, "drivers.first_cuda_for_cc").items():
+        v = _version(cuda, "drivers.first_cuda_for_cc")
+        out[parse_cc(cc)] = (v[0], v[1] if len(v) > 1 else 0)
+    return out
 
 
 def build_table(parts: dict[str, Any], origin: str = "built-in") -> CompatTable:
@@ -415,7 +215,11 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
             for n in names:
                 if not isinstance(n, str) or not n.strip():
                     raise CompatError(f"{where}: empty GPU name")
-                entries.append(GpuEntry(vendor, n, gpu_words(n), cc, gfx, g.get("family")))
+                entries.append(
+                    GpuEntry(
+                        vendor, n, gpu_words(n), cc, gfx, g.get("family"), g.get("tegra") is True
+                    )
+                )
     rb = _need(gdata, "rocm_index_archs", dict, "gpus")
     _sourced(rb, "gpus.rocm_index_archs")
     rocm_archs: dict[str, tuple[str, ...] | None] = {}
@@ -444,7 +248,8 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         arch = ArchList.parse(b["arch"]) if b.get("arch") else None
         if cuda is not None and arch is None:
             raise CompatError(f"{where}: a CUDA build needs an arch list")
-        builds.append(CondaBuild(plat, (cuda[0], cuda[1]) if cuda else None, arch))
+        tegra = b.get("tegra", False) is True
+        builds.append(CondaBuild(plat, (cuda[0], cuda[1]) if cuda else None, arch, tegra))
     uvb = _need(odata, "uv", dict, "tools")
     _sourced(uvb, "tools.uv")
     uv_backends = frozenset(_need(uvb, "torch_backends", list, "tools.uv"))
@@ -453,12 +258,8 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
     index_url = _need(tdata, "index_url", str, "torch")
     if "{variant}" not in index_url:
         raise CompatError("torch.index_url must contain {variant}")
-    rule = _need(tdata, "cudnn_min_sm_rule", dict, "torch")
-    _sourced(rule, "torch.cudnn_min_sm_rule")
-    cudnn_rule = (
-        _version(_need(rule, "cudnn", str, "torch.cudnn_min_sm_rule")),
-        parse_cc(_need(rule, "min_compute_capability", str, "torch.cudnn_min_sm_rule")),
-    )
+    cudnn_floors = _cudnn_floors(tdata)
+    cudnn_rule = cudnn_floors[-1]
     releases: list[Release] = []
     for i, r in enumerate(_need(tdata, "releases", list, "torch")):
         where = f"torch.releases[{i}]"
@@ -526,6 +327,12 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
                 variants=tuple(variants),
                 torchvision=r.get("torchvision"),
                 torchaudio=r.get("torchaudio"),
+                glibc=_version(r["glibc"], f"{where}.glibc") if r.get("glibc") else None,
+                torchvision_python=(
+                    _python_list(r["torchvision_python"], f"{where}.torchvision_python")
+                    if r.get("torchvision_python") is not None
+                    else None
+                ),
                 note=r.get("note"),
             )
         )
@@ -546,13 +353,20 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
         uv_backends=uv_backends,
         index_url=index_url,
         cudnn_min_sm=cudnn_rule,
+        cudnn_floors=cudnn_floors,
+        first_cuda=_first_cuda(ddata),
         origin=origin,
         raw=parts,
     )
 
 
 __all__ = [
+    "CC",
+    "PLATFORMS",
     "ArchList",
+    "CondaBuild",
+    "ToolkitRow",
+    "gpu_words",
     "CompatError",
     "CompatTable",
     "GpuEntry",

@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from gpucheck.compat import CompatError, CompatTable, load_table, parse_cc
+from gpucheck.compat import CompatTable, load_table, parse_cc
 from gpucheck.errors import UsageError
 from gpucheck.recommend.engine import parse_torch_spec, recommend
 from gpucheck.recommend.machine import Machine, MachineGpu, describe_gpu, short_python
@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     what.add_argument("--os", choices=("linux", "windows", "macos"), help="operating system")
     what.add_argument("--arch", choices=("x86_64", "aarch64", "arm64"), help="CPU architecture")
-    what.add_argument("--python", metavar="X.Y", help="Python version, e.g. 3.12")
+    what.add_argument(
+        "--python", metavar="X.Y", help="Python version, e.g. 3.12 (free-threaded: 3.13t, 3.14t)"
+    )
     what.add_argument("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 550.54.14")
     what.add_argument(
         "--gpu",
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="AMD GPU architecture, e.g. gfx942 (repeatable)",
     )
     what.add_argument("--wsl", action="store_true", default=None, help="the machine is WSL2")
+    what.add_argument(
+        "--glibc", metavar="X.Y", help="the C library version on Linux (ldd --version), e.g. 2.28"
+    )
     what.add_argument("--torch", metavar="SPEC", help="a torch constraint, e.g. '2.5.*' or '<2.10'")
     out = parser.add_argument_group("input and output")
     out.add_argument("--json", action="store_true", help="print the recommendation as JSON")
@@ -68,30 +73,39 @@ def _usage(message: str) -> UsageError:
 
 
 def load_compat_arg(path: str | None) -> CompatTable:
-    try:
-        return load_table(path)
-    except CompatError as exc:
-        raise _usage(f"--compat: {exc}") from None
+    """`--compat FILE` through the one loader (size cap, UTF-8, one line on error), or built-in."""
+    from gpucheck.io import load_compat
+
+    return load_compat(path) or load_table()
 
 
 def probe_machine(args: argparse.Namespace, table: CompatTable) -> Machine:
     """The machine from --from-snapshot or a static probe of this one (lazy import)."""
     if getattr(args, "from_snapshot", None):
-        from gpucheck.snapshot import Snapshot, SnapshotError
+        from gpucheck.io import load_snapshot
 
-        try:
-            with open(args.from_snapshot, encoding="utf-8") as fh:
-                snapshot = Snapshot.from_json(fh.read())
-        except OSError as exc:
-            raise _usage(
-                f"cannot read snapshot {args.from_snapshot}: {exc.strerror or exc}"
-            ) from None
-        except SnapshotError as exc:
-            raise _usage(f"snapshot {args.from_snapshot}: {exc}") from None
-        return Machine.from_snapshot(snapshot, table)
+        return Machine.from_snapshot(load_snapshot(args.from_snapshot), table)
     from gpucheck.probe import collect
 
     return Machine.from_snapshot(collect(torch_child=False), table)
+
+
+CUDA_GPUS_URL = "https://developer.nvidia.com/cuda-gpus"
+
+
+def _known_enough(gpu: MachineGpu, rocm_given: bool) -> None:
+    """A GPU named by --gpu must have a capability (NVIDIA) or gfx target (AMD) to judge builds."""
+    if gpu.vendor == "nvidia" and gpu.compute_capability is None:
+        raise _usage(
+            f"--gpu {gpu.name!r}: not a GPU name gpucheck knows, so its compute capability is "
+            "unknown; pass it with --compute-capability X.Y (on that machine: nvidia-smi "
+            f"--query-gpu=name,compute_cap --format=csv; or NVIDIA's list, {CUDA_GPUS_URL})"
+        )
+    if gpu.vendor == "amd" and gpu.gfx is None and not rocm_given:
+        raise _usage(
+            f"--gpu {gpu.name!r}: its gfx target is unknown; pass it with --rocm-arch gfxNNNN "
+            "(on that machine: rocminfo | grep gfx)"
+        )
 
 
 def machine_from_args(
@@ -104,8 +118,8 @@ def machine_from_args(
     if args.arch:
         changes["arch"] = args.arch
     if args.python:
-        if not re.fullmatch(r"3\.\d{1,2}(\.\d+)?", args.python.strip()):
-            raise _usage(f"--python: expected X.Y such as 3.12, got {args.python!r}")
+        if not re.fullmatch(r"3\.\d{1,2}(\.\d+)?t?", args.python.strip()):
+            raise _usage(f"--python: expected X.Y such as 3.12 or 3.13t, got {args.python!r}")
         changes["python"] = short_python(args.python)
     if args.driver:
         if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", args.driver.strip()):
@@ -114,11 +128,21 @@ def machine_from_args(
             )
         changes["driver"] = args.driver.strip()
         changes["driver_cuda"] = None
+    if getattr(args, "glibc", None):
+        if not re.fullmatch(r"2\.\d{1,2}", args.glibc.strip()):
+            raise _usage(f"--glibc: expected a glibc version such as 2.28, got {args.glibc!r}")
+        changes["glibc"] = args.glibc.strip()
+    highest = table.max_cc
     for cc in args.compute_capability or ():
         try:
-            parse_cc(cc)
+            value = parse_cc(cc)
         except ValueError:
             raise _usage(f"--compute-capability: expected X.Y such as 8.6, got {cc!r}") from None
+        if value[0] > highest[0] or value < (1, 0):
+            raise _usage(
+                f"--compute-capability: {cc.strip()} is not a compute capability NVIDIA lists "
+                f"(highest known: {highest[0]}.{highest[1]}; see {CUDA_GPUS_URL})"
+            )
     for gfx in args.rocm_arch or ():
         if not re.fullmatch(r"gfx[0-9a-f]{3,4}", gfx.strip().lower()):
             raise _usage(f"--rocm-arch: expected a gfx target such as gfx942, got {gfx!r}")
@@ -131,7 +155,9 @@ def machine_from_args(
             cc = caps[i].strip() if i < len(caps) else None
             if name is not None and not name:
                 raise _usage("--gpu: empty GPU name")
-            gpus.append(describe_gpu(i, name, cc, table, vendor="nvidia" if cc else None))
+            gpu = describe_gpu(i, name, cc, table, vendor="nvidia" if cc else None)
+            _known_enough(gpu, bool(args.rocm_arch))
+            gpus.append(gpu)
         changes["gpus"] = tuple(gpus)
         changes["rocm_archs"] = tuple(g.strip().lower() for g in args.rocm_arch or ())
     if args.wsl:

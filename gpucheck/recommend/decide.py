@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from gpucheck import versions
 from gpucheck.compat import CompatTable, parse_cc
 from gpucheck.recommend.commands import Commands, commands, conda_line
 from gpucheck.recommend.evaluate import (
@@ -31,6 +32,7 @@ from gpucheck.recommend.machine import Machine
 from gpucheck.recommend.model import (
     Action,
     Alternative,
+    Cause,
     DriverLevel,
     InstalledFit,
     Kind,
@@ -170,6 +172,10 @@ def choose(evals: list[Eval]) -> tuple[Eval | None, bool]:
 def decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> Recommendation:
     """The recommendation for `machine` (see the module docstring for the policy)."""
     ctx = Context(table, machine, spec, accelerator(machine))
+    if machine.is_tegra and machine.os == "linux":
+        from gpucheck.recommend.jetson import jetson
+
+        return jetson(ctx)
     if machine.platform not in PLATFORM_WORDS:
         ctx.reasons.append(f"no torch wheels for {machine.os} {machine.arch} in the table")
         return ctx.bare(Action.UNSUPPORTED)
@@ -186,7 +192,7 @@ def decide(table: CompatTable, machine: Machine, spec: SpecifierSet | None) -> R
     ctx.reasons.extend(chosen.notes)
     ctx.warnings.extend(dict.fromkeys(chosen.assumptions))
     cmds = commands(table, machine, chosen)
-    conda, conda_why = conda_line(table, machine, ctx.acc)
+    conda, conda_why = conda_line(table, machine, ctx.acc, ctx.spec)
     if conda is None and conda_why:
         ctx.reasons.append(f"conda: {conda_why}")
     if ctx.fit is not None:
@@ -212,18 +218,26 @@ def _better_elsewhere(ctx: Context, evals: list[Eval], chosen: Eval, fallback: b
             f"torch {e.release.version} may fit too, but the table cannot confirm "
             + "; ".join(e.unknown[:2])
         )
-    for kind in (Kind.DRIVER, Kind.PYTHON):
+    for kind in (Kind.DRIVER, Kind.PYTHON, Kind.PLATFORM):
         better = next(
             (
                 e
                 for e in evals
-                if e.kinds == {kind} and e.confirmed and e.release.key > chosen.release.key
+                if e.kinds == {kind}
+                and e.confirmed
+                and e.release.key > chosen.release.key
+                and (kind is not Kind.PLATFORM or all(p.cause is Cause.GLIBC for p in e.problems))
             ),
             None,
         )
         if better is None:
             continue
-        if kind is Kind.DRIVER:
+        if kind is Kind.PLATFORM:
+            ctx.warnings.append(
+                f"glibc {ctx.machine.glibc} is too old for newer wheels: a distribution with glibc "
+                f">= {versions.plain(better.release.glibc or ())} would allow torch {better.build}"
+            )
+        elif kind is Kind.DRIVER:
             ctx.warnings.append(
                 f"driver >= {vstr(better.driver_min)} would allow torch {better.build} "
                 f"({driver_words(ctx.machine)})"
@@ -301,6 +315,11 @@ def why(ctx: Context, ev: Eval, machine: Machine) -> list[str]:
     else:
         out.append(f"no supported GPU: torch {ev.build} is the newest CPU build for {pw} with {py}")
     out.append(_index_reason(ev, machine, pw))
+    if release.torchvision and release.torchvision_for(machine.python) is None:
+        out.append(
+            f"torchvision {release.torchvision} has no wheels known for Python {machine.python}: "
+            "it is left out of the command (install it separately if you need it)"
+        )
     if release.torchaudio is None:
         out.append(
             f"no torchaudio release matches torch {release.minor} (torchaudio is in maintenance mode)"

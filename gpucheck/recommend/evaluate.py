@@ -107,7 +107,7 @@ def driver_level(
     """(level, MVC floor, full-feature minimum) of this driver for CUDA `cuda`."""
     os_name = driver_os(machine)
     mvc = table.mvc_driver(cuda[0], os_name)
-    full = table.ga_driver(cuda, os_name)
+    full, _from_linux = table.full_driver(cuda, os_name)
     d = _driver_version(machine)
     if d is not None:
         if full is not None and versions.key(d) >= versions.key(full):
@@ -164,12 +164,28 @@ def _check_platform(machine: Machine, ev: Eval) -> None:
             f"torch {release.version} has no {variant.name} wheel for {pw}",
             cause=Cause.NO_WHEEL,
         )
+    _check_glibc(machine, ev)
     if variant.kind == "rocm" and machine.wsl:
         ev.problem(
             Kind.PLATFORM,
             "ROCm wheels under WSL2 are not covered by the table",
             cause=Cause.NO_WHEEL,
         )
+
+
+def _check_glibc(machine: Machine, ev: Eval) -> None:
+    """Linux wheels are manylinux: pip refuses them on an older glibc."""
+    need = ev.release.glibc
+    have = versions.lenient(machine.glibc) if machine.os == "linux" else None
+    if need is None or have is None or versions.key(have) >= versions.key(need):
+        return
+    ev.problem(
+        Kind.PLATFORM,
+        f"torch {ev.release.version} Linux wheels need glibc >= {versions.plain(need)} "
+        f"(manylinux_{need[0]}_{need[1] if len(need) > 1 else 0}); this system has glibc "
+        f"{machine.glibc}",
+        cause=Cause.GLIBC,
+    )
 
 
 def _check_python(machine: Machine, ev: Eval) -> None:
@@ -193,6 +209,7 @@ def _evaluate_cuda(
 ) -> None:
     """The driver runs the build, and every NVIDIA GPU has a cubin or usable PTX in it."""
     _check_driver(table, machine, ev)
+    _check_gpu_driver(table, machine, ev)
     # PTX JIT needs the full-feature driver; with the driver unknown it may or may not work
     ptx_ok: bool | None = {
         DriverLevel.FULL: True,
@@ -212,17 +229,20 @@ def _evaluate_cuda(
         return
     low_sm = []
     for g in gpus:
-        if g.compute_capability is None:
-            ev.assumptions.append(
-                f"{g.label}: compute capability unknown (pass --compute-capability)"
+        if g.compute_capability is None:  # never assumed covered
+            ev.uncovered.append(g)
+            ev.problem(
+                Kind.ARCH,
+                f"{g.label}: compute capability unknown, so whether torch {ev.build} has "
+                "kernels for it cannot be told (pass --compute-capability)",
+                g.index,
+                Cause.CC_UNKNOWN,
             )
-            ev.covered.append(g)
             continue
         cc = parse_cc(g.compute_capability)
-        if _check_kernels(machine, ev, arch, g, cc, ptx_ok) and cc < (7, 5):
+        if _check_kernels(machine, ev, arch, g, cc, ptx_ok):
             low_sm.append(g)
-    if low_sm:
-        _check_cudnn(table, ev, low_sm)
+    _check_cudnn(table, ev, low_sm)
 
 
 def _check_driver(table: CompatTable, machine: Machine, ev: Eval) -> None:
@@ -230,6 +250,12 @@ def _check_driver(table: CompatTable, machine: Machine, ev: Eval) -> None:
     assert cuda is not None
     level, mvc, full = driver_level(table, machine, cuda)
     ev.driver_level, ev.driver_min, ev.driver_full = level, mvc, full
+    os_name = driver_os(machine)
+    if os_name == "windows" and full is not None and table.full_driver(cuda, os_name)[1]:
+        ev.notes.append(
+            f"NVIDIA gives no Windows driver minimum for CUDA {ccs(cuda)} (the toolkit no longer "
+            f"bundles one): the Linux minimum of the same branch, >= {vstr(full)}, is used"
+        )
     if level is DriverLevel.NONE:
         ev.problem(
             Kind.DRIVER,
@@ -239,7 +265,6 @@ def _check_driver(table: CompatTable, machine: Machine, ev: Eval) -> None:
     elif level is DriverLevel.UNKNOWN:
         ev.assumptions.append(f"driver version unknown: {ev.build} needs driver >= {vstr(mvc)}")
     elif level is DriverLevel.MVC:
-        os_name = driver_os(machine)
         extra = (
             f"; the full feature set needs >= {vstr(full)}"
             if full
@@ -249,6 +274,32 @@ def _check_driver(table: CompatTable, machine: Machine, ev: Eval) -> None:
             f"driver {machine.driver or machine.driver_cuda} runs {ev.variant.name} through CUDA "
             f"minor version compatibility (>= {vstr(mvc)}){extra}"
         )
+
+
+def _check_gpu_driver(table: CompatTable, machine: Machine, ev: Eval) -> None:
+    """A driver older than the first CUDA that knows a GPU cannot drive that GPU at all."""
+    d = _driver_version(machine)
+    dc = versions.major_minor(machine.driver_cuda) if d is None else None
+    if d is None and dc is None:
+        return
+    for g in machine.nvidia_gpus():
+        if g.compute_capability is None:
+            continue
+        need = table.gpu_driver(parse_cc(g.compute_capability), driver_os(machine))
+        if need is None:
+            continue
+        cuda, driver = need
+        too_old = versions.key(d) < versions.key(driver) if d is not None else dc < cuda
+        if too_old:
+            if ev.driver_min is None or versions.key(driver) > versions.key(ev.driver_min):
+                ev.driver_min = driver
+            ev.problem(
+                Kind.DRIVER,
+                f"{g.label} needs a driver of CUDA {ccs(cuda)} or newer (>= {vstr(driver)}); "
+                f"{driver_words(machine)}, which predates the GPU",
+                g.index,
+                Cause.DRIVER_TOO_OLD,
+            )
 
 
 def _check_kernels(
@@ -294,23 +345,33 @@ def _check_kernels(
     return False
 
 
-def _check_cudnn(table: CompatTable, ev: Eval, low_sm: list[MachineGpu]) -> None:
-    """cuDNN >= 9.11 refuses GPUs below SM 7.5: a build shipping it does not cover them."""
-    limit_v, limit_cc = table.cudnn_min_sm
+def _check_cudnn(table: CompatTable, ev: Eval, gpus: list[MachineGpu]) -> None:
+    """cuDNN refuses GPUs below its floor (9.0: SM 5.0, 9.11: SM 7.5): not covered by it.
+
+    torch checks cuDNN against the lowest visible GPU, so one such GPU breaks cuDNN for all
+    of them until it is hidden (CUDA_VISIBLE_DEVICES).
+    """
+    highest = max((cc for _v, cc in table.cudnn_floors or (table.cudnn_min_sm,)), default=None)
+    low = [g for g in gpus if highest is not None and parse_cc(g.compute_capability) < highest]
+    if not low:
+        return
     variant = ev.variant
     if variant.cudnn is None:
         ev.arch_unknown = True
-        ev.unknown.append(f"the cuDNN version of {ev.build} (cuDNN >= 9.11 needs SM >= 7.5)")
+        ev.unknown.append(
+            f"the cuDNN version of {ev.build} (cuDNN 9.0 needs SM >= 5.0, >= 9.11 needs SM >= 7.5)"
+        )
         return
-    if versions.key(versions.parse(variant.cudnn)) < versions.key(limit_v):
-        return
-    for g in low_sm:
+    floor = table.cudnn_floor(versions.parse(variant.cudnn))
+    for g in low:
+        if floor is None or parse_cc(g.compute_capability) >= floor:
+            continue
         ev.covered.remove(g)
         ev.uncovered.append(g)
         ev.problem(
             Kind.ARCH,
-            f"{ev.build} ships cuDNN {variant.cudnn}, which refuses SM < {ccs(limit_cc)} "
-            f"({g.label})",
+            f"{ev.build} ships cuDNN {variant.cudnn}, which refuses SM < {ccs(floor)} "
+            f"({g.label}; torch checks cuDNN against the lowest visible GPU)",
             g.index,
             Cause.CUDNN,
         )

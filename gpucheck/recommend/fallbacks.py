@@ -50,7 +50,7 @@ def _result(
     machine = ctx.machine
     if action is Action.UPGRADE_DRIVER:  # the conda line for the upgraded driver
         machine = machine.replace(driver=None, driver_cuda="99.9")
-    conda, _why_not = conda_line(ctx.table, machine, ctx.acc)
+    conda, _why_not = conda_line(ctx.table, machine, ctx.acc, ctx.spec)
     unknown = ["depends on unconfirmed facts: " + "; ".join(ev.unknown)] if ev.unknown else []
     return ctx.chosen(
         ev,
@@ -135,7 +135,7 @@ def cover_most_gpus(ctx: Context, evals: list[Eval]) -> Recommendation | None:
     best = max(partial, key=lambda e: (len(e.covered), e.confirmed, e.rank()))
     keep = ",".join(str(g.index) for g in best.covered)
     lost = "; ".join(g.label for g in best.uncovered)
-    conda, _ = conda_line(ctx.table, ctx.machine, ctx.acc)
+    conda, _ = conda_line(ctx.table, ctx.machine, ctx.acc, ctx.spec)
     both = [f"conda-forge's build covers every GPU here: {conda}"] if conda else []
     return _result(
         ctx,
@@ -198,16 +198,22 @@ def _by_kind(ev: Eval) -> list:
 
 
 def nearest_python(current: str | None, supported: tuple[str, ...]) -> str:
-    """The supported Python closest to `current` (the newer one on a tie)."""
+    """The supported Python closest to `current` (the newer one on a tie); a free-threaded
+    Python ('3.14t') gets a free-threaded one when the release has any."""
     if not supported:
         return "3"
+    ft = bool(current and current.endswith("t"))
+    same = [p for p in supported if p.endswith("t") == ft] or [
+        p for p in supported if not p.endswith("t")
+    ]
+    pool = same or list(supported)
     if current is None:
-        return supported[-1]
-    cur = tuple(int(x) for x in current.split(".")[:2])
+        return pool[-1]
+
+    def minor(p: str) -> int:
+        return int(p.rstrip("t").split(".")[1])
+
+    cur_major = int(current.split(".")[0])
     return min(
-        supported,
-        key=lambda p: (
-            abs(int(p.split(".")[1]) - cur[1]) if cur[0] == 3 else 0,
-            -int(p.split(".")[1]),
-        ),
+        pool, key=lambda p: (abs(minor(p) - minor(current)) if cur_major == 3 else 0, -minor(p))
     )

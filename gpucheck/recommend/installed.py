@@ -145,7 +145,11 @@ def _misfits(machine: Machine, inst: InstalledTorch, ev: Eval, fit: FitCheck) ->
     def own(text: str) -> str:
         return text.replace(f"torch {ev.build}", f"torch {inst.version}")
 
+    driver_known = bool(machine.driver or machine.driver_cuda)
     for p in ev.of_kind(Kind.DRIVER):
+        if p.cause is Cause.PTX_NEEDS_DRIVER and not driver_known:
+            ev.unknown.append(own(p.text))  # cannot tell without the driver: not a finding
+            continue
         fit.problems.append(Misfit("GC501", "error", own(p.text), p.gpu, p.cause))
     partial = len(ev.uncovered) < len(machine.nvidia_gpus())
     arch = ev.of_kind(Kind.ARCH)

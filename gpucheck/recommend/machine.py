@@ -20,6 +20,7 @@ class MachineGpu:
     vendor: str | None = None  # "nvidia" | "amd" | "intel"
     compute_capability: str | None = None  # NVIDIA, "9.0"
     gfx: str | None = None  # AMD, "gfx942"
+    tegra: bool = False  # a Jetson SoC GPU (JetPack), not a discrete or SBSA one
 
     @property
     def label(self) -> str:
@@ -55,6 +56,13 @@ class Machine:
     rocm_archs: tuple[str, ...] = ()
     wsl: bool = False
     torch: InstalledTorch | None = None
+    glibc: str | None = None  # Linux: "2.35"; None when not known
+    tegra: str | None = None  # Jetson: what identified it (/etc/nv_tegra_release), or None
+
+    @property
+    def is_tegra(self) -> bool:
+        """A Jetson board: told by the probe, or by a Jetson GPU (never the SBSA wheels)."""
+        return self.tegra is not None or any(g.tegra for g in self.nvidia_gpus())
 
     @property
     def platform(self) -> str:
@@ -118,14 +126,18 @@ class Machine:
             rocm_archs=tuple(sorted(set(system.amd_gfx))),
             wsl=bool(system.wsl),
             torch=installed,
+            glibc=getattr(system, "glibc", None),
+            tegra=getattr(system, "tegra", None),
         )
 
 
 def short_python(version: str) -> str:
-    m = re.match(r"(\d+)\.(\d+)", version.strip())
+    """'3.11.7' -> '3.11'; a free-threaded build keeps its 't': '3.13t', '3.14.0t' -> '3.14t'."""
+    text = version.strip()
+    m = re.match(r"(\d+)\.(\d+)", text)
     if not m:
         raise ValueError(f"not a Python version (X.Y): {version!r}")
-    return f"{m.group(1)}.{m.group(2)}"
+    return f"{m.group(1)}.{m.group(2)}" + ("t" if text.endswith("t") else "")
 
 
 def describe_gpu(
@@ -156,4 +168,7 @@ def describe_gpu(
             vendor = "nvidia"
     if cc is not None:
         parse_cc(cc)
-    return MachineGpu(index=index, name=name, vendor=vendor, compute_capability=cc, gfx=gfx)
+    tegra = bool(entry is not None and entry.tegra and entry.vendor == vendor)
+    return MachineGpu(
+        index=index, name=name, vendor=vendor, compute_capability=cc, gfx=gfx, tegra=tegra
+    )

@@ -16,7 +16,7 @@ from rich.text import Text
 from gpucheck.recommend.model import Action, Recommendation
 
 # Where a command starts inside a sentence ("... still works: pip install ...").
-_COMMAND = re.compile(r"\b(?:uv pip install|pip install|conda install)\b")
+_COMMAND = re.compile(r"\b(?:uv pip install|pip install|conda install)\b|https?://")
 
 
 def headline(rec: Recommendation) -> str:
@@ -27,6 +27,8 @@ def headline(rec: Recommendation) -> str:
         return f"Nothing to do: {what} already fits this machine."
     if action is Action.UNSUPPORTED:
         return "No PyTorch build fits this machine."
+    if rec.torch is None:  # e.g. Jetson: NVIDIA's own builds, named in the reasons
+        return "Install PyTorch as described below:"
     # The local tag only when the command names it by index; PyPI's wheel is just "torch V".
     build = rec.build if rec.index_url else rec.torch
     if action is Action.UPGRADE_DRIVER:
