@@ -84,7 +84,11 @@ def test_every_fixture_renders_everywhere(tmp_path, capsys, fixture):
     assert code == doc["exit_code"]
     assert doc["verdict"] in out  # the terminal view starts with the verdict
     # a command is never wrapped (pasting half of one installs the wrong build): only prose counts
-    prose = [line for line in out.splitlines() if "install " not in line]
+    prose = [
+        line
+        for line in out.splitlines()
+        if "install " not in line and not line.strip().startswith("`")  # a command on its own
+    ]
     assert max(len(line) for line in prose) <= 100
     assert "\x1b[" not in out
     assert open(out_md).read().startswith("## gpucheck")

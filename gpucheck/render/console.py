@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -49,17 +49,20 @@ def _render(report: Report, console: Console) -> None:
     console.print(_verdict(report))
     console.print()
     if report.snapshot.gpus:
-        console.print(_gpu_table(report))
+        _table_or_stack(console, _gpu_table(report), _gpu_stack(report))
+        console.print()
     console.print(_software_table(report))
     if report.findings:
         console.print(Text("Findings", style="bold"))
-        console.print(_findings_table(report.findings))
+        _print_findings(console, report.findings)
+        console.print()
     if report.recommendation is not None:
         console.print(Text("Recommended PyTorch build", style="bold"))
         print_recommendation(report.recommendation, console)
         console.print()
     if report.bench:
-        console.print(_bench_table([b.to_dict() for b in report.bench]))
+        rows = [b.to_dict() for b in report.bench]
+        _table_or_stack(console, _bench_table(rows), _bench_stack(rows))
     for note in report.notes:
         console.print(Text(f"note: {note}", style="dim"))
 
@@ -72,57 +75,111 @@ def _verdict(report: Report) -> Text:
     return t
 
 
-def _gpu_table(report: Report) -> Table:
-    table = Table(title="GPUs", title_justify="left", title_style="bold", box=None, pad_edge=False)
-    for col in ("#", "name", "CC", "memory", "temp", "power", "PCIe", "state"):
-        table.add_column(col, no_wrap=col != "name")
-    errors = {f.gpu for f in report.findings if f.gpu is not None and f.severity is Severity.ERROR}
-    warns = {f.gpu for f in report.findings if f.gpu is not None and f.severity is Severity.WARN}
-    for g in report.snapshot.gpus:
-        if g.error:
-            state = Text(g.error, style=STYLE[Severity.ERROR])
-        elif g.index in errors:
-            state = Text("error", style=STYLE[Severity.ERROR])
-        elif g.index in warns:
-            state = Text("warn", style=STYLE[Severity.WARN])
-        else:
-            state = Text("ok", style=STYLE[Severity.OK])
-        mig = " MIG" if g.mig_enabled else ""
-        table.add_row(
+def _table_or_stack(console: Console, table: Table, stacked: list[tuple[Text, str]]) -> None:
+    """The table where it fits; else one short block per row, so no column is dropped."""
+    # measured as if the terminal were unlimited: rich would squeeze it to fit otherwise
+    if (
+        console.measure(table, options=console.options.update_width(10_000)).maximum
+        <= console.width
+    ):
+        console.print(table)
+        return
+    console.print(Text(str(table.title), style="bold"))
+    for head, body in stacked:
+        console.print(head, soft_wrap=True)
+        for line in fmt.wrap_keeping_code(body, console.width, 3, 3) if body else ():
+            console.print(Text("   " + line), soft_wrap=True)
+
+
+def _gpu_rows(report: Report) -> list[tuple[str, ...]]:
+    return [
+        (
             str(g.index),
-            (g.name or "?") + mig,
+            (g.name or "?") + (" MIG" if g.mig_enabled else ""),
             g.compute_capability or "?",
             fmt.memory(g),
             fmt.temperature(g),
             fmt.power(g),
             fmt.pcie(g),
-            state,
         )
-    return Padding(table, (0, 0, 1, 0), expand=False)
+        for g in report.snapshot.gpus
+    ]
+
+
+def _gpu_states(report: Report) -> list[Text]:
+    errors = {f.gpu for f in report.findings if f.gpu is not None and f.severity is Severity.ERROR}
+    warns = {f.gpu for f in report.findings if f.gpu is not None and f.severity is Severity.WARN}
+    states = []
+    for g in report.snapshot.gpus:
+        if g.error:
+            states.append(Text(g.error, style=STYLE[Severity.ERROR]))
+        elif g.index in errors:
+            states.append(Text("error", style=STYLE[Severity.ERROR]))
+        elif g.index in warns:
+            states.append(Text("warn", style=STYLE[Severity.WARN]))
+        else:
+            states.append(Text("ok", style=STYLE[Severity.OK]))
+    return states
+
+
+def _gpu_table(report: Report) -> Table:
+    table = Table(title="GPUs", title_justify="left", title_style="bold", box=None, pad_edge=False)
+    for col in ("#", "name", "CC", "memory", "temp", "power", "PCIe", "state"):
+        table.add_column(col, no_wrap=col != "name")
+    for row, state in zip(_gpu_rows(report), _gpu_states(report), strict=True):
+        table.add_row(*row, state)
+    return table
+
+
+def _gpu_stack(report: Report) -> list[tuple[Text, str]]:
+    """Narrow terminals: `0 Tesla T4  ok` then the figures, wrapped as prose."""
+    blocks = []
+    for row, state in zip(_gpu_rows(report), _gpu_states(report), strict=True):
+        index, name, cc, mem, temp, power, pcie = row
+        head = Text(f"{index}  ").append(name, style="bold").append("  ").append(state)
+        body = f"CC {cc}, {mem}, {temp}, {power}, PCIe {pcie}"
+        blocks.append((head, body))
+    return blocks
 
 
 def _software_table(report: Report) -> Padding:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+    table.add_column(overflow="fold")  # a long path is folded, never cut short with "…"
     for name, value in fmt.software_rows(report.snapshot):
         table.add_row(name, value)
     return Padding(table, (0, 0, 1, 0), expand=False)
 
 
-def _findings_table(findings: tuple[Finding, ...]) -> Padding:
-    # A grid keeps wrapped evidence and fixes aligned under the title, not under the margin.
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True, style="dim")
-    grid.add_column()
+def _print_findings(console: Console, findings: tuple[Finding, ...]) -> None:
+    """Each finding: severity, id and title, then evidence and fix under the title.
+
+    Wrapped here, not by rich: a `code span` (a command) is never split across lines. One that
+    does not fit goes on a line of its own, unwrapped (the terminal may fold it visually; a
+    copy of it is still one line).
+    """
+    sev_w = max(len(f.severity.value) for f in findings)
+    id_w = max(len(f.id) for f in findings)
+    indent = sev_w + id_w + 2 if console.width >= 60 else 2
     for f in findings:
-        body: list[Any] = [Text(f.title + (f" (GPU {f.gpu})" if f.gpu is not None else ""))]
-        body += [Text(e, style="dim") for e in f.evidence]
+        head = Text(f.severity.value.upper().ljust(sev_w) + " ", style=STYLE[f.severity])
+        head.append(f.id.ljust(id_w) + " ", style="dim")
+        lines = fmt.wrap_keeping_code(fmt.finding_title(f), console.width, sev_w + id_w + 2, indent)
+        console.print(head.append(lines[0]), soft_wrap=True)
+        for line in lines[1:]:
+            console.print(Text(" " * indent + line), soft_wrap=True)
+        for e in f.evidence:
+            for line in fmt.wrap_keeping_code(e, console.width, indent, indent):
+                console.print(Text(" " * indent + line, style="dim"), soft_wrap=True)
         if f.fix:
-            body.append(Text("fix: ", style="bold").append(f.fix, style=""))
-        grid.add_row(Text(f.severity.value.upper(), style=STYLE[f.severity]), f.id, Group(*body))
-    return Padding(grid, (0, 0, 1, 0), expand=False)
+            lines = fmt.wrap_keeping_code("fix: " + f.fix, console.width, indent, indent)
+            for i, line in enumerate(lines):
+                text = Text(" " * indent)
+                if i == 0:
+                    text.append("fix:", style="bold").append(line[4:])
+                else:
+                    text.append(line)
+                console.print(text, soft_wrap=True)
 
 
 def _bench_table(rows: list[dict[str, Any]]) -> Table:
@@ -142,3 +199,14 @@ def _bench_table(rows: list[dict[str, Any]]) -> Table:
         style = "green" if raw.get("status") == "ok" else "red"
         table.add_row(*[Text(v, style=style) if k == "status" else v for k, v in row.items()])
     return table
+
+
+def _bench_stack(rows: list[dict[str, Any]]) -> list[tuple[Text, str]]:
+    blocks = []
+    for raw in rows:
+        cells = fmt.bench_row(raw)
+        style = "green" if raw.get("status") == "ok" else "red"
+        head = Text(cells.pop("device") + "  ").append(cells.pop("status"), style=style)
+        figures = ", ".join(f"{k} {v}" for k, v in cells.items() if v != "-")
+        blocks.append((head, figures))
+    return blocks

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from gpucheck.findings import Severity
+from gpucheck.render import text as fmt
 from gpucheck.report import Report
+
+# Terminal escape sequences first (their printable tail would remain), then every character
+# XML 1.0 does not allow (control characters but tab/newline/CR, lone surrogates, U+FFFE/F).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str) -> str:
+    """`value` with what XML cannot carry removed; ElementTree escapes the rest."""
+    return _NOT_XML.sub("", _ANSI.sub("", value))
 
 
 def render_junit(report: Report) -> str:
@@ -14,21 +26,20 @@ def render_junit(report: Report) -> str:
 
     def case(name: str, classname: str, failure: str | None, detail: str) -> None:
         nonlocal failures
-        tc = ET.SubElement(suite, "testcase", name=name, classname=classname)
+        tc = ET.SubElement(suite, "testcase", name=xml_text(name), classname=classname)
         if failure is not None:
             failures += 1
-            ET.SubElement(tc, "failure", message=failure).text = detail
+            ET.SubElement(tc, "failure", message=xml_text(failure)).text = xml_text(detail)
         elif detail:
-            ET.SubElement(tc, "system-out").text = detail
+            ET.SubElement(tc, "system-out").text = xml_text(detail)
 
     # The verdict is always a case, so a clean machine still reports one passing test.
     case("verdict", "gpucheck", None if report.exit_code == 0 else report.verdict, report.verdict)
     for f in report.findings:
         failed = f.severity is Severity.ERROR or (report.strict and f.severity is Severity.WARN)
         detail = "\n".join([*f.evidence, *([f"fix: {f.fix}"] if f.fix else [])])
-        gpu = f" (GPU {f.gpu})" if f.gpu is not None else ""
         case(
-            f"{f.id} {f.title}{gpu}",
+            f"{f.id} {fmt.finding_title(f)}",
             f"gpucheck.findings.{f.severity.value}",
             f.title if failed else None,
             detail,

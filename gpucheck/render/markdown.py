@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from gpucheck import __version__
 from gpucheck.render import text as fmt
 from gpucheck.report import Report
@@ -9,6 +11,45 @@ from gpucheck.report import Report
 
 def _cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
+
+
+def code(value: str) -> str:
+    """`value` as an inline code span, whatever backticks it holds.
+
+    The fence is one backtick longer than the longest run inside (CommonMark), with a space
+    of padding where the value starts or ends with a backtick.
+    """
+    value = " ".join(value.split())
+    runs = [len(r) for r in re.findall(r"`+", value)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def prose(value: str) -> str:
+    """Text whose `code spans` stay code: as is when its backticks pair up, else all code."""
+    value = " ".join(value.split())
+    return value if _spans_close(value) else code(value)
+
+
+def _spans_close(value: str) -> bool:
+    """Every run of backticks that opens a code span is closed by a run of the same length."""
+    runs = list(re.finditer(r"`+", value))
+    i = 0
+    while i < len(runs):
+        n = len(runs[i].group(0))
+        close = next((j for j in range(i + 1, len(runs)) if len(runs[j].group(0)) == n), None)
+        if close is None:
+            return False
+        i = close + 1
+    return True
+
+
+def fence(lines: list[str], info: str = "") -> list[str]:
+    """A fenced block longer than any backtick run inside it."""
+    runs = [len(r) for line in lines for r in re.findall(r"`{3,}", line)]
+    bar = "`" * max(3, max(runs, default=0) + 1)
+    return [bar + info, *lines, bar]
 
 
 def render_markdown(report: Report) -> str:
@@ -38,11 +79,10 @@ def render_markdown(report: Report) -> str:
     if report.findings:
         out += ["### Findings", ""]
         for f in report.findings:
-            gpu = f" (GPU {f.gpu})" if f.gpu is not None else ""
-            out.append(f"- **{f.severity.value.upper()} {f.id}** {f.title}{gpu}")
-            out += [f"  - {e}" for e in f.evidence]
+            out.append(f"- **{f.severity.value.upper()} {f.id}** {prose(fmt.finding_title(f))}")
+            out += [f"  - {code(e)}" for e in f.evidence]  # probed text, shown as it is
             if f.fix:
-                out.append(f"  - fix: `{f.fix}`" if "\n" not in f.fix else f"  - fix: {f.fix}")
+                out.append(f"  - fix: {prose(f.fix)}")
         out.append("")
     if report.recommendation is not None:
         rec = report.recommendation.to_dict()
@@ -50,7 +90,7 @@ def render_markdown(report: Report) -> str:
         if rec.get("action") == "none":
             out.append("The installed torch already fits.")
         else:
-            out += ["```sh", *(rec[k] for k in ("pip", "uv", "conda") if rec.get(k)), "```"]
+            out += fence([rec[k] for k in ("pip", "uv", "conda") if rec.get(k)], "sh")
         out += [f"- {r}" for r in rec.get("reasons") or []]
         out += [f"- warning: {w}" for w in rec.get("warnings") or []]
         out.append("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gpucheck.findings import Severity
@@ -70,14 +71,17 @@ def torch_line(s: Snapshot) -> str:
     if rt is None or rt.status == "skipped":
         return line + "; not imported (static probe)"
     if rt.status != "ok":
-        return f"{line}; import {rt.status}: {rt.error or '?'}"
-    avail = (
-        f"CUDA available, {rt.device_count} device(s)"
-        if rt.cuda_available
-        else "CUDA not available"
-    )
-    took = f", import {rt.import_time_s:.1f} s" if rt.import_time_s is not None else ""
-    return f"{line}; {avail}{took}"
+        # the last line says what failed; the finding for it carries the rest
+        last = next((x.strip() for x in reversed((rt.error or "").splitlines()) if x.strip()), "?")
+        return f"{line}; {rt.status}: {last}"
+    took = f"import {rt.import_time_s:.1f} s" if rt.import_time_s is not None else None
+    if rt.cuda_available:
+        avail: str | None = f"CUDA available, {rt.device_count} device(s)"
+    else:
+        # a CPU build without CUDA says nothing new; a CUDA build without it is the news
+        avail = None if built == "CPU only" else "CUDA not available"
+    rest = ", ".join(x for x in (avail, took) if x)
+    return f"{line}; {rest}" if rest else line
 
 
 def system_line(s: Snapshot) -> str:
@@ -152,3 +156,43 @@ def bench_row(b: dict[str, Any]) -> dict[str, str]:
         "MFU": num(mfu * 100, ".0f") + "%" if isinstance(mfu, (int, float)) else "-",
         "time": num(b.get("duration_s"), ".1f") + " s" if b.get("duration_s") is not None else "-",
     }
+
+
+def finding_title(f: Any) -> str:
+    """The title, with the GPU it is about unless the title already names it."""
+    if f.gpu is None or re.search(rf"\bGPU {f.gpu}\b", f.title):
+        return f.title
+    return f"{f.title} (GPU {f.gpu})"
+
+
+# A `code span` (one or more backticks, matched by as many) is one unbreakable token.
+_TOKEN = re.compile(r"(?:(`+)(?:(?!\1).)+?\1|[^\s`]+|`+)+")
+
+
+def wrap_keeping_code(text: str, width: int, first_indent: int, indent: int) -> list[str]:
+    """Greedy word wrap that never breaks inside a code span (a command).
+
+    A span wider than the line gets a line of its own and stays whole: pasting half a command
+    (`pip install torch` without its `--index-url`) would install the wrong build.
+    """
+    lines: list[str] = []
+    line = ""
+    room = max(width - first_indent, 10)
+    rest = max(width - indent, 10)
+    tokens: list[str] = []
+    for m in _TOKEN.finditer(" ".join(text.split())):
+        token = m.group(0)
+        if "`" in token or len(token) <= rest:
+            tokens.append(token)
+        else:  # a long path or word that is not code: folded, so prose stays in the width
+            tokens += [token[i : i + rest] for i in range(0, len(token), rest)]
+    for token in tokens:
+        if not line:
+            line = token
+        elif len(line) + 1 + len(token) <= room:
+            line += " " + token
+        else:
+            lines.append(line)
+            line, room = token, rest
+    lines.append(line)
+    return lines
