@@ -27,7 +27,7 @@ from gpucheck.io import (
 )
 from gpucheck.report import Report
 
-COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap", "fleet")
+COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap", "fleet", "compat")
 
 
 class Parser(argparse.ArgumentParser):
@@ -96,6 +96,15 @@ def build_parser() -> Parser:
         p = sub.add_parser(name, help=text)
         module.add_arguments(p)
         p.set_defaults(run=module.run)
+    from gpucheck.compat import verify as compat_verify
+
+    compat = sub.add_parser("compat", help="check the compatibility table (docs/recommend.md)")
+    actions = compat.add_subparsers(dest="compat_command", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify", help="compare the table with the PyTorch wheel index and PyPI (online)"
+    )
+    compat_verify.add_arguments(verify)
+    verify.set_defaults(run=compat_verify.run)
     return parser
 
 
@@ -299,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = proc.install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("recommend", "bootstrap", "fleet"):
+        if args.command in ("recommend", "bootstrap", "fleet", "compat"):
             code = args.run(args)
         else:
             code = run_report_command(args)

@@ -306,6 +306,18 @@ def _conda_python(t: Target) -> list[CondaSpec]:
     return out
 
 
+def _conda_deps(
+    t: Target, specs: list[CondaSpec] | None
+) -> tuple[list[CondaSpec], list[CondaSpec]]:
+    """(python specs, the conda line's other specs): one spec per package, the machine's
+    Python first (a conda line may pin python itself; its pin wins when the machine's is unknown)."""
+    rest = list(specs or ())
+    line_py = [s for s in rest if s.name in ("python", "python-freethreading")]
+    python = _conda_python(t) if t.python_base or not line_py else line_py
+    names = {s.name for s in python}
+    return python, [s for s in rest if s.name not in names and s not in line_py]
+
+
 def conda_build_words(rec: Any, specs: list[CondaSpec] | None) -> str | None:
     """'2.13.0 from conda-forge, CUDA 12.9' for the header; None for the PyPI fallback."""
     if specs is None:
@@ -356,10 +368,11 @@ def pixi(rec: Any, *, name: str = "torch-project") -> str:
         # still read by it and understood by every older pixi
         lines += ["", "[system-requirements]", f"cuda = {_toml_str(major)}"]
     lines += ["", "[dependencies]"]
-    for s in _conda_python(t):
+    python, others = _conda_deps(t, specs)
+    for s in python:
         lines.append(f"{s.name} = {_toml_str(s.pixi())}")
     if specs is not None:
-        for s in specs:
+        for s in others:
             lines.append(f"{s.name} = {_toml_str(s.pixi())}")
         lines.append('torchvision = "*"  # conda-forge builds it against the pytorch above')
     else:
@@ -402,9 +415,10 @@ def conda_env(rec: Any, *, name: str | None = None) -> str:
         "  - nodefaults",
         "dependencies:",
     ]
-    lines += [f"  - {_yaml_item(s.matchspec())}" for s in _conda_python(t)]
+    python, others = _conda_deps(t, specs)
+    lines += [f"  - {_yaml_item(s.matchspec())}" for s in python]
     if specs is not None:
-        lines += [f"  - {_yaml_item(s.matchspec())}" for s in specs]
+        lines += [f"  - {_yaml_item(s.matchspec())}" for s in others]
         lines.append("  - torchvision")
     else:
         lines += ["  - pip", "  - pip:"]
