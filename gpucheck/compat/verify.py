@@ -24,27 +24,14 @@ import time
 import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
 from gpucheck.compat import PLATFORMS, CompatError, CompatTable, load_table
-from gpucheck.compat.wheelindex import (
-    ACCEPT_SIMPLE,
-    Page,
-    Unreachable,
-    Wheel,
-    fetch,
-    parse_metadata,
-    parse_pypi_project,
-    parse_pypi_release,
-    parse_simple_page,
-    pick_wheel,
-    run_jobs,
-    torch_pin,
-    variant_of_requirements,
-    why,
-)
+
+if TYPE_CHECKING:
+    from gpucheck.compat.wheelindex import Wheel
 
 DEFAULT_PYPI = "https://pypi.org"
 EXIT_OK, EXIT_DISAGREE, EXIT_UNREACHABLE = 0, 1, 2
@@ -278,6 +265,23 @@ def fetch_all(
     table: CompatTable, index_template: str, pypi_url: str, timeout: float
 ) -> tuple[Observed, tuple[str, ...]]:
     """Read every page the comparison needs; raise Unreachable when a host cannot be reached."""
+    # here, not at the top: the parser of every command imports this module
+    from gpucheck.compat.wheelindex import (
+        ACCEPT_SIMPLE,
+        Page,
+        Unreachable,
+        fetch,
+        parse_metadata,
+        parse_pypi_project,
+        parse_pypi_release,
+        parse_simple_page,
+        pick_wheel,
+        run_jobs,
+        torch_pin,
+        variant_of_requirements,
+        why,
+    )
+
     deadline = time.monotonic() + timeout
     pypi = pypi_url.rstrip("/")
     variants = sorted({v.name for r in table.releases for v in r.variants})
@@ -471,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
     index = template.replace("/{variant}", "")
     if args.json and args.json != "-":
         write_atomic(args.json, "")  # fail on an unwritable path before the network work
+    from gpucheck.compat.wheelindex import Unreachable
+
     try:
         obs, candidates = fetch_all(table, template, pypi, args.timeout)
     except Unreachable as exc:
