@@ -66,7 +66,7 @@ def machines(draw):
         arch = draw(st.sampled_from(["arm64", "x86_64"]))
     gpus = tuple(
         MachineGpu(index=i, name=None, vendor="nvidia", compute_capability=cc)
-        for i, cc in enumerate(draw(st.lists(st.sampled_from(CCS), max_size=3)))
+        for i, cc in enumerate(draw(st.lists(st.sampled_from([*CCS, None]), max_size=3)))
     )
     driver = draw(st.sampled_from(DRIVERS)) if gpus else None
     return Machine(
@@ -100,11 +100,20 @@ def test_chosen_build_respects_the_hard_constraints(m):
     if variant.kind == "cuda":
         arch = variant.arch_for(m.platform)
         assert arch is not None
-        full = TABLE.ga_driver(variant.cuda, driver_os(m))
+        full, _ = TABLE.full_driver(variant.cuda, driver_os(m))
         ptx_ok = full is not None and version_key(parse_version(m.driver)) >= version_key(full)
+        floor = TABLE.cudnn_floor(parse_version(variant.cudnn)) if variant.cudnn else None
         for g in m.gpus:
-            if arch.runs_on(parse_cc(g.compute_capability), ptx_ok) is not True:
+            # kernels first: unknown capability, no code, or refused by cuDNN is never "covered"
+            cc = parse_cc(g.compute_capability) if g.compute_capability else None
+            ok = cc is not None and arch.runs_on(cc, ptx_ok) is True
+            ok = ok and (floor is None or cc >= floor)
+            if not ok:
                 assert any(f"GPU {g.index} " in w and "not covered" in w for w in rec.warnings)
+            # a driver that predates the GPU cannot drive it
+            need = TABLE.gpu_driver(cc, driver_os(m)) if cc else None
+            if need is not None:
+                assert version_key(parse_version(m.driver)) >= version_key(need[1])
 
 
 @SETTINGS

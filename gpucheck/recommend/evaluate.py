@@ -216,8 +216,18 @@ def _evaluate_cuda(
         DriverLevel.MVC: False,
         DriverLevel.NONE: False,
     }.get(ev.driver_level)
+    gpus = [g for g in machine.nvidia_gpus() if g.compute_capability is not None]
+    for g in machine.nvidia_gpus():
+        if g.compute_capability is None:  # never assumed covered, whatever the build
+            ev.uncovered.append(g)
+            ev.problem(
+                Kind.ARCH,
+                f"{g.label}: compute capability unknown, so whether torch {ev.build} has "
+                "kernels for it cannot be told (pass --compute-capability)",
+                g.index,
+                Cause.CC_UNKNOWN,
+            )
     arch = arch_list or ev.variant.arch_for(machine.platform)
-    gpus = machine.nvidia_gpus()
     if arch is None:
         if gpus:
             ev.arch_unknown = True
@@ -229,16 +239,6 @@ def _evaluate_cuda(
         return
     low_sm = []
     for g in gpus:
-        if g.compute_capability is None:  # never assumed covered
-            ev.uncovered.append(g)
-            ev.problem(
-                Kind.ARCH,
-                f"{g.label}: compute capability unknown, so whether torch {ev.build} has "
-                "kernels for it cannot be told (pass --compute-capability)",
-                g.index,
-                Cause.CC_UNKNOWN,
-            )
-            continue
         cc = parse_cc(g.compute_capability)
         if _check_kernels(machine, ev, arch, g, cc, ptx_ok):
             low_sm.append(g)

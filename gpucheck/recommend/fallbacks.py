@@ -166,6 +166,13 @@ def unsupported(ctx: Context, evals: list[Eval]) -> Recommendation:
     problems = []
     known = [e for e in evals if not e.arch_unknown]
     lost = [g for g in gpus if known and all(g in e.uncovered for e in known)]
+    unknown = [g for g in lost if g.compute_capability is None]
+    lost = [g for g in lost if g.compute_capability is not None]
+    if unknown:
+        problems.append(
+            f"compute capability unknown for {', '.join(g.label for g in unknown)}: no build is "
+            "known to have kernels for it (pass --compute-capability)"
+        )
     if lost:
         problems.append(
             f"no torch build in the table has kernels for {', '.join(g.label for g in lost)}"

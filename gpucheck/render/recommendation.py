@@ -40,16 +40,18 @@ def headline(rec: Recommendation) -> str:
 
 
 def print_recommendation(rec: Recommendation, console: Console, *, indent: str = "  ") -> None:
-    """Print `rec` on `console`; commands unwrapped, "nothing to do" in one line (+ warnings)."""
+    """Print `rec` on `console`; commands unwrapped; "nothing to do" is one line (the reasons
+    and warnings stay in the JSON)."""
     console.print(Text(headline(rec), style="bold"))
     action = Action(rec.action)
-    if action is not Action.NONE:
-        if action is not Action.UNSUPPORTED:
-            for key, value in (("pip", rec.pip), ("uv", rec.uv), ("conda", rec.conda)):
-                if value:
-                    _command(console, indent, f"{key:6} ", value)
-        for reason in rec.reasons:
-            _sentence(console, indent + "- ", reason, "dim")
+    if action is Action.NONE:
+        return
+    if action is not Action.UNSUPPORTED:
+        for key, value in (("pip", rec.pip), ("uv", rec.uv), ("conda", rec.conda)):
+            if value:
+                _command(console, indent, f"{key:6} ", value)
+    for reason in rec.reasons:
+        _sentence(console, indent + "- ", reason, "dim")
     for warning in rec.warnings:
         _sentence(console, indent + "! ", warning, "yellow")
 
