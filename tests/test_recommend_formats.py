@@ -263,7 +263,8 @@ def test_a_driver_upgrade_is_named_in_the_file_and_on_stderr(capsys):
     captured = capsys.readouterr()
     assert rc == 1
     assert "# before installing: upgrade the NVIDIA driver to >= 580.65.06" in captured.out
-    assert captured.err.strip() == "gpucheck: upgrade the NVIDIA driver to >= 580.65.06 first"
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("gpucheck: upgrade the NVIDIA driver to >= 580.65.06 first")
     assert f"--index-url {rec.index_url}" in captured.out
 
 
@@ -299,6 +300,16 @@ def test_free_threaded_python():
     doc = tomllib.loads(fm.pixi(rec))
     assert doc["dependencies"]["python"] == "3.14.*"
     assert "python-freethreading" in doc["dependencies"]
+
+
+def test_change_python_pins_the_python_the_build_needs(capsys):
+    rec_machine = {"os": "linux", "arch": "x86_64", "python": "3.8"}
+    rec = make_rec(action="change-python", python_required="3.12", machine=rec_machine)
+    assert tomllib.loads(fm.pixi(rec))["dependencies"]["python"] == "3.12.*"
+    assert "python=3.12" in yaml.safe_load(fm.conda_env(rec))["dependencies"]
+    assert fm.write_format(rec, "uv-project") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpucheck: use Python 3.12") and err.count("\n") == 1
 
 
 def test_machine_as_object_works_too():

@@ -87,9 +87,14 @@ def _field(obj: Any, name: str) -> Any:
 
 
 def target_of(rec: Any) -> Target:
-    """The machine's OS, CPU and Python, whether `rec.machine` is a dict or a Machine."""
+    """The machine's OS, CPU and Python, whether `rec.machine` is a dict or a Machine.
+
+    With `change-python` the file is for the Python the build needs, not the machine's."""
     machine = rec.machine
-    return Target(_field(machine, "os"), _field(machine, "arch"), _field(machine, "python"))
+    python = _field(machine, "python")
+    if _action(rec) == "change-python" and getattr(rec, "python_required", None):
+        python = rec.python_required
+    return Target(_field(machine, "os"), _field(machine, "arch"), python)
 
 
 def _action(rec: Any) -> str:
@@ -121,9 +126,9 @@ def precondition(rec: Any) -> str | None:
     action = _action(rec)
     if action == "upgrade-driver":
         need = rec.driver_full_feature or rec.driver_required
-        return f"upgrade the NVIDIA driver to >= {need} first" if need else None
+        return f"upgrade the NVIDIA driver to >= {need}" if need else None
     if action == "change-python" and rec.python_required:
-        return f"use Python {rec.python_required}: this build has no wheel for this Python"
+        return f"use Python {rec.python_required} (this build has no wheel for this Python)"
     return None
 
 
@@ -468,5 +473,5 @@ def write_format(rec: Any, fmt: str, table: Any = None) -> int:
     sys.stdout.write(text)
     first = precondition(rec)
     if first:
-        print(f"gpucheck: {first}", file=sys.stderr)
+        print(f"gpucheck: {first} first: the file pins the build for after that", file=sys.stderr)
     return 1 if _action(rec) in ("upgrade-driver", "change-python", "unsupported") else 0
