@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from gpucheck.plain import StrEnum, to_plain
 
-class Severity(str, enum.Enum):
+
+class Severity(StrEnum):
     OK = "ok"
     INFO = "info"
     WARN = "warn"
@@ -30,11 +31,4 @@ class Finding:
     gpu: int | None = None  # the GPU index it concerns, when it concerns one
 
     def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "severity": self.severity.value,
-            "title": self.title,
-            "evidence": list(self.evidence),
-            "fix": self.fix,
-            "gpu": self.gpu,
-        }
+        return to_plain(self)

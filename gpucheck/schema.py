@@ -7,158 +7,124 @@ them and a test checks that they match, so the schema can never drift from the c
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import sys
 import types
 import typing
 from typing import Any
 
-from gpucheck.report import REPORT_SCHEMA_VERSION
-from gpucheck.snapshot import SCHEMA_VERSION, Snapshot, _hints
+from gpucheck.errors import EXIT_FINDINGS, EXIT_OK
+from gpucheck.report import REPORT_SCHEMA_VERSION, ReportDocument
+from gpucheck.snapshot import SCHEMA_VERSION, SHAPES, Snapshot
 
 BASE = "https://gpucheck.invalid/schema"  # an identifier, not a place to fetch from
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return {"anyOf": [_type_schema(inner, defs), {"type": "null"}]}
-    if dataclasses.is_dataclass(tp):
-        name = tp.__name__
-        if name not in defs:
-            defs[name] = {}  # reserve first: guards recursion
-            hints = _hints(tp)
-            fields = dataclasses.fields(tp)
-            defs[name] = {
-                "type": "object",
-                "properties": {f.name: _type_schema(hints[f.name], defs) for f in fields},
-                "required": [
-                    f.name
-                    for f in fields
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                ],
-            }
-        return {"$ref": f"#/$defs/{name}"}
-    if origin is tuple:
-        return {"type": "array", "items": _type_schema(typing.get_args(tp)[0], defs)}
-    if origin is dict:
-        return {
+class _Builder:
+    """Collects one `$defs` entry per dataclass, so that every `$ref` stays inside the file.
+
+    `all_required`: every field is required (a report is written with all of them); without
+    it, only fields without a default (a snapshot may omit the rest when it is read).
+    """
+
+    def __init__(self, *, all_required: bool) -> None:
+        self.defs: dict[str, Any] = {}
+        self.all_required = all_required
+        self._names: dict[str, Any] | None = None
+
+    def hints(self, cls: type) -> dict[str, Any]:
+        if self._names is None:  # the report's types named only under TYPE_CHECKING
+            from gpucheck.bench import BenchResult
+            from gpucheck.recommend.model import Recommendation
+
+            self._names = {"BenchResult": BenchResult, "Recommendation": Recommendation}
+        return typing.get_type_hints(cls, localns=self._names)
+
+    def of(self, tp: Any) -> dict[str, Any]:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+            return {"anyOf": [self.of(inner), {"type": "null"}]}
+        if dataclasses.is_dataclass(tp):
+            self._define(tp)
+            return {"$ref": f"#/$defs/{tp.__name__}"}
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):  # the values, from the Enum only
+            return {"enum": [m.value for m in tp]}
+        if origin in (tuple, list):
+            return {"type": "array", "items": self.of(typing.get_args(tp)[0])}
+        if origin is dict:
+            return {"type": "object", "additionalProperties": self.of(typing.get_args(tp)[1])}
+        if tp is Any:
+            return {}
+        return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
+
+    def _define(self, cls: type) -> None:
+        name = cls.__name__
+        if name in self.defs:
+            return
+        self.defs[name] = {}  # reserve first: guards recursion
+        hints = self.hints(cls)
+        fields = dataclasses.fields(cls)
+        properties = {}
+        for f in fields:
+            properties[f.name] = self.of(hints[f.name])
+            if f.name in SHAPES:  # a text field with a fixed shape, checked on load
+                properties[f.name] = _with_pattern(properties[f.name], SHAPES[f.name][0])
+        self.defs[name] = {
             "type": "object",
-            "additionalProperties": _type_schema(typing.get_args(tp)[1], defs),
+            "properties": properties,
+            "required": [
+                f.name
+                for f in fields
+                if self.all_required
+                or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            ],
         }
-    return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
+
+
+def _with_pattern(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
+    if schema.get("type") == "string":
+        return {**schema, "pattern": pattern}
+    if "anyOf" in schema:
+        return {"anyOf": [_with_pattern(s, pattern) for s in schema["anyOf"]]}
+    return schema
 
 
 def snapshot_schema() -> dict[str, Any]:
-    defs: dict[str, Any] = {}
-    root = _type_schema(Snapshot, defs)
-    defs["Snapshot"]["properties"]["schema_version"] = {
+    build = _Builder(all_required=False)
+    root = build.of(Snapshot)
+    build.defs["Snapshot"]["properties"]["schema_version"] = {
         "type": "integer",
         "minimum": 1,
         "maximum": SCHEMA_VERSION,
     }
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "$id": f"{BASE}/snapshot.schema.json",
         "title": f"gpucheck snapshot, schema_version {SCHEMA_VERSION}",
         **root,
-        "$defs": defs,
+        "$defs": build.defs,
     }
 
 
-_STR_LIST = {"type": "array", "items": {"type": "string"}}
-_NULL_STR = {"type": ["string", "null"]}
-
-FINDING = {
-    "type": "object",
-    "required": ["id", "severity", "title", "evidence", "fix", "gpu"],
-    "properties": {
-        "id": {"type": "string", "pattern": "^GC[0-9]{3}$"},
-        "severity": {"enum": ["ok", "info", "warn", "error"]},
-        "title": {"type": "string"},
-        "evidence": _STR_LIST,
-        "fix": _NULL_STR,
-        "gpu": {"type": ["integer", "null"]},
-    },
-}
-
-RECOMMENDATION = {
-    "type": "object",
-    "required": [
-        "variant",
-        "torch",
-        "index_url",
-        "pip",
-        "uv",
-        "conda",
-        "action",
-        "reasons",
-        "warnings",
-    ],
-    "properties": {
-        "variant": _NULL_STR,
-        "torch": _NULL_STR,
-        "index_url": _NULL_STR,
-        "pip": _NULL_STR,
-        "uv": _NULL_STR,
-        "conda": _NULL_STR,
-        "action": {"enum": ["none", "install", "upgrade-driver", "change-python", "unsupported"]},
-        "reasons": _STR_LIST,
-        "warnings": _STR_LIST,
-    },
-}
-
-BENCH = {
-    "type": "object",
-    "required": ["device", "preset", "status", "duration_s", "error", "result"],
-    "properties": {
-        "device": {"type": "string"},
-        "preset": _NULL_STR,
-        "status": {"enum": ["ok", "gate-failed", "nan-loss", "oom", "timeout", "crash", "skipped"]},
-        "duration_s": {"type": ["number", "null"]},
-        "error": _NULL_STR,
-        "result": {"type": ["object", "null"]},
-    },
-}
-
-
 def report_schema() -> dict[str, Any]:
+    """The report: self-contained (the snapshot's definitions are inside it, no outside $ref)."""
+    build = _Builder(all_required=True)
+    root = build.of(ReportDocument)
+    props = build.defs["ReportDocument"]["properties"]
+    props["schema_version"] = {"const": REPORT_SCHEMA_VERSION}
+    props["exit_code"] = {"enum": [EXIT_OK, EXIT_FINDINGS]}
+    build.defs["Finding"]["properties"]["id"] = {"type": "string", "pattern": "^GC[0-9]{3}$"}
+    for count in build.defs["Summary"]["properties"].values():
+        count["minimum"] = 0
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "$id": f"{BASE}/report.schema.json",
         "title": f"gpucheck report, schema_version {REPORT_SCHEMA_VERSION}",
-        "type": "object",
-        "required": [
-            "schema_version",
-            "tool",
-            "command",
-            "verdict",
-            "exit_code",
-            "summary",
-            "findings",
-            "recommendation",
-            "bench",
-            "snapshot",
-        ],
-        "properties": {
-            "schema_version": {"const": REPORT_SCHEMA_VERSION},
-            "tool": {"type": "object", "required": ["name", "version"]},
-            "command": {"enum": ["check", "probe", "bench"]},
-            "verdict": {"enum": ["PASS", "WARN", "FAIL"]},
-            "exit_code": {"enum": [0, 1]},
-            "strict": {"type": "boolean"},
-            "summary": {
-                "type": "object",
-                "required": ["error", "warn", "info"],
-                "additionalProperties": {"type": "integer", "minimum": 0},
-            },
-            "findings": {"type": "array", "items": FINDING},
-            "recommendation": {"anyOf": [RECOMMENDATION, {"type": "null"}]},
-            "bench": {"anyOf": [{"type": "array", "items": BENCH}, {"type": "null"}]},
-            "notes": _STR_LIST,
-            "snapshot": {"$ref": "snapshot.schema.json"},
-        },
+        **root,
+        "$defs": build.defs,
     }
 
 

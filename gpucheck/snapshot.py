@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpucheck.plain import to_plain  # the one serialisation path (re-exported here)
+
 SCHEMA_VERSION = 1
 
 
@@ -173,6 +175,7 @@ class Torch:
     nvidia_wheels: tuple[Package, ...] = ()
     source: str | None = None  # "importlib.metadata"
     error: str | None = None
+    torchvision: str | None = None  # "0.29.1+cpu": installed beside torch (metadata, no import)
 
 
 @dataclass(frozen=True)
@@ -270,19 +273,6 @@ class Snapshot:
 
 
 # --- generic conversion between frozen dataclasses and plain JSON data ---------------------
-
-
-def to_plain(value: Any) -> Any:
-    """Dataclasses to dicts, tuples to lists, recursively (JSON-ready)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if hasattr(value, "value") and isinstance(value.value, str):  # str Enums
-        return value.value
-    return value
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

@@ -24,3 +24,69 @@ def test_schema_rejects_a_broken_report(healthy_snapshot):
     doc["snapshot"]["gpus"][0]["index"] = "zero"
     with pytest.raises(jsonschema.ValidationError):
         validate_report(doc)
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_published_schemas_are_self_contained():
+    """Every $ref points inside its own file: nothing to fetch from a host that does not exist."""
+    for path in SCHEMAS.glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        for ref in _refs(schema):
+            assert ref.startswith("#/$defs/"), (path.name, ref)
+            assert ref.removeprefix("#/$defs/") in schema["$defs"], (path.name, ref)
+
+
+def test_enum_values_come_from_the_enums():
+    from gpucheck.bench import STATUSES, BenchStatus
+    from gpucheck.findings import Severity
+    from gpucheck.plain import values
+
+    defs = report_schema()["$defs"]
+    assert defs["BenchResult"]["properties"]["status"] == {"enum": list(values(BenchStatus))}
+    assert defs["Finding"]["properties"]["severity"] == {"enum": list(values(Severity))}
+    assert STATUSES == values(BenchStatus)
+
+
+def test_every_field_of_the_report_is_in_the_schema(healthy_snapshot):
+    """The JSON is to_plain of the dataclasses: a key the schema does not know cannot appear."""
+    from gpucheck.bench import BenchResult
+    from gpucheck.findings import Finding, Severity
+    from gpucheck.recommend import recommend
+
+    report = Report(
+        snapshot=healthy_snapshot,
+        findings=(Finding("GC101", Severity.WARN, "a title", ("evidence",), "a fix", 0),),
+        recommendation=recommend(healthy_snapshot),
+        bench=(BenchResult(device="cuda:0", preset="tiny", status="ok", duration_s=1.5),),
+        command="check",
+    )
+    doc = report.to_dict()
+    validate_report(doc)
+    defs = report_schema()["$defs"]
+    for name, key in (("ReportDocument", None), ("BenchResult", "bench"), ("Finding", "findings")):
+        shown = doc if key is None else doc[key][0]
+        assert set(shown) == set(defs[name]["properties"]), name
+        assert set(shown) == set(defs[name]["required"]), name
+
+
+def test_a_snapshot_with_a_bad_capability_fails_the_schema(healthy_snapshot):
+    import jsonschema
+    import pytest
+
+    doc = healthy_snapshot.to_dict()
+    doc["gpus"][0]["compute_capability"] = "nine"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(
+            json.loads((SCHEMAS / "snapshot.schema.json").read_text())
+        ).validate(doc)
