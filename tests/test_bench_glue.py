@@ -35,6 +35,8 @@ def _snapshot(devices=(), status="ok", available=True):
 
 
 def _result(status="ok", device="cuda:0", sps=1000.0, name="NVIDIA H200", **kw):
+    # by default the NVML index equals the CUDA one (a machine where the orders agree)
+    kw.setdefault("gpu", int(device.partition(":")[2] or 0) if device.startswith("cuda") else None)
     doc = {
         "train": {"samples_per_s": sps, "loss_first": 2.0, "loss_last": 0.1},
         "eval": {"f1": 0.5},
@@ -303,4 +305,114 @@ def test_gpu_gone_between_probe_and_bench():
     assert [r.device for r in results] == ["cuda:0", "cuda:1"]
     assert all(r.status == "crash" and "CUDA is not available" in r.error for r in results)
     findings = bench_findings(results)
-    assert [(f.id, f.gpu) for f in findings] == [("GC405", 0), ("GC405", 1)]
+    # no NVML GPU to join cuda:N to: the NVML index is unknown, not guessed
+    assert [(f.id, f.gpu) for f in findings] == [("GC405", None), ("GC405", None)]
+
+
+# --- issue 9: the NVML index, the whole-run deadline, NVML sampled under load ----------------
+
+
+def test_findings_carry_the_nvml_index_not_the_cuda_one():
+    results = [
+        _result(device=f"cuda:{i}", sps=s, gpu=3 - i) for i, s in enumerate((1000, 990, 600))
+    ]
+    (f,) = bench_findings(results)
+    assert f.id == "GC406" and f.gpu == 1 and "-i 1" in f.fix  # cuda:2 is nvidia-smi's GPU 1
+
+
+def test_run_benches_joins_cuda_devices_to_nvml_on_uuid(stub, monkeypatch):
+    from dataclasses import replace
+
+    from factories import gpus
+
+    script, _ = stub
+    monkeypatch.setenv("STUB_SCENARIO", "ok")
+    nv = gpus("h100", 2, ("18", "2A"))
+    snap = _snapshot(("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"))
+    rt = snap.torch_runtime
+    devs = (replace(rt.devices[0], uuid=nv[1].uuid), replace(rt.devices[1], uuid=nv[0].uuid))
+    snap = replace(snap, gpus=nv, torch_runtime=replace(rt, devices=devs))
+    results = run_benches(snap, timeout=30, python=str(script))
+    assert [(r.device, r.gpu) for r in results] == [("cuda:0", 1), ("cuda:1", 0)]
+
+
+def test_whole_run_deadline_bounds_the_sum_over_gpus(stub, monkeypatch):
+    # Before: --timeout was computed once and given to each GPU in turn (3 x 30 s here).
+    script, log = stub
+    monkeypatch.setenv("STUB_SCENARIO", "hang")
+    monkeypatch.setattr(bench, "REPORT_RESERVE_S", 0.5)
+    monkeypatch.setattr(bench, "MIN_RUN_S", 1.0)
+    snap = _snapshot(("NVIDIA H200",) * 3)
+    t0 = time.monotonic()
+    results = run_benches(snap, timeout=30, python=str(script), deadline=t0 + 3.0)
+    assert time.monotonic() - t0 < 3.0 + 2.0
+    assert [r.status for r in results] == ["timeout"] * 3
+    assert [r.not_run for r in results] == [False, True, True]
+    assert "whole-run --timeout" in results[0].error
+    assert len(_calls(log)) == 1  # the later GPUs were never started
+    ids = [(f.id, f.severity) for f in bench_findings(results)]
+    assert ids == [("GC404", Severity.ERROR), ("GC404", Severity.WARN), ("GC404", Severity.WARN)]
+    assert all(r.to_dict()["not_run"] in (True, False) for r in results)
+
+
+def test_timeout_advice_does_not_suggest_the_preset_that_just_ran():
+    tiny = BenchResult(device="cpu", preset="tiny", status="timeout", duration_s=60.0)
+    (f,) = bench_findings([tiny])
+    assert "--bench-preset tiny`)" not in f.fix.replace("already runs", "")
+    assert "--max-steps" in f.fix
+    (g,) = bench_findings([_result("timeout")])
+    assert "--bench-preset tiny" in g.fix
+
+
+def _samples(gpu, gen, width, util, n=5):
+    from gpucheck.probe.sampler import Sample
+
+    return tuple(
+        Sample(t=float(i), gpu=gpu, utilization_percent=util, pcie_gen_current=gen,
+               pcie_gen_max=4, pcie_width_current=width, pcie_width_max=16)
+        for i in range(n)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("gen", "width", "util", "expect"),
+    [
+        (4, 16, 97, Severity.OK),  # full link under load
+        (4, 8, 97, Severity.WARN),  # x8 of x16 under load: what the idle snapshot cannot see
+        (1, 16, 97, Severity.WARN),
+        (1, 8, 3, None),  # idle samples only: not judged here
+    ],
+)
+def test_pcie_judged_on_samples_taken_under_load(gen, width, util, expect):
+    r = replace_result(_result("ok", gpu=2), samples=_samples(2, gen, width, util))
+    got = [f for f in bench_findings([r]) if f.id == "GC308"]
+    assert [f.severity for f in got] == ([expect] if expect else [])
+    assert all(f.gpu == 2 for f in got)
+    assert r.to_dict()["samples"][0]["pcie_width_current"] == width
+
+
+def replace_result(r, **kw):
+    from dataclasses import replace
+
+    return replace(r, **kw)
+
+
+def test_sampler_reads_nvml_while_running_and_stops_on_time(monkeypatch):
+    from fakes.fake_pynvml import FakeGpu, FakeNvml
+
+    from gpucheck.probe.sampler import NvmlSampler
+
+    FakeNvml([FakeGpu(utilization=98, pcie_width=8)]).install(monkeypatch)
+    sampler = NvmlSampler([0], interval=0.02).start()
+    time.sleep(0.2)
+    samples = sampler.stop()
+    assert len(samples) >= 3 and sampler.error is None
+    assert {(s.gpu, s.utilization_percent, s.pcie_width_current) for s in samples} == {(0, 98, 8)}
+
+    fake = FakeNvml([FakeGpu(fails={"nvmlDeviceGetPowerUsage": "hang"})]).install(monkeypatch)
+    sampler = NvmlSampler([0], interval=0.02, timeout=0.3).start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    sampler.stop()
+    fake.release()
+    assert time.monotonic() - t0 < 1.0 and "did not stop" in sampler.error

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pathlib
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from factories import ARCH
+from fixtures import make_snapshots as mk
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpucheck.diagnose import diagnose, facts
+from gpucheck.diagnose import RULES, all_ids, declare, diagnose, facts, rule
 from gpucheck.findings import Severity
 from gpucheck.snapshot import (
     DeviceNode,
@@ -30,8 +31,6 @@ from gpucheck.snapshot import (
 HERE = Path(__file__).resolve().parent
 SNAPSHOTS = HERE / "fixtures" / "snapshots"
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE / "fixtures"))
-import make_snapshots as mk  # noqa: E402
 
 E, W, I = "error", "warn", "info"  # noqa: E741
 
@@ -69,6 +68,13 @@ EXPECTED: dict[str, set[tuple[str, str, int | None]]] = {
     "nvml_missing": {("GC106", E, None), ("GC201", I, None)},
     "device_nodes_unreadable": {("GC108", E, None)},
     "torch_not_installed": {("GC201", W, None)},
+    # issue 9: each fixture below gave a wrong verdict before its fix
+    "mig_a100_no_instances": {("GC309", W, 0)},  # was GC309 + an unrelated GC214
+    "slurm_restricted_gpus": {("GC312", I, None)},  # was GC301 "fallen off the bus" x6
+    "tf32_forced_h100": set(),  # the child's exact-input check: no GC215 under forced TF32
+    "uvm_node_created_by_cuda": set(),  # was GC114 although CUDA initialised
+    "cuda_order_differs": {("GC215", E, 0)},  # cuda:1 is NVML GPU 0 (was gpu=1)
+    "jetson_orin": {("GC115", I, None)},  # was GC101 "no NVIDIA GPU" while torch ran on it
 }
 
 
@@ -130,18 +136,37 @@ def test_findings_are_complete_and_stable(name):
 
 
 def _rule_ids() -> set[str]:
-    src = "".join(p.read_text() for p in (ROOT / "gpucheck" / "diagnose").glob("rules_*.py"))
-    return set(re.findall(r'"(GC[1-3]\d\d)"', src))
+    return {i for r in RULES for i in r.ids}
 
 
-def test_every_id_is_documented_and_tested():
-    doc = (ROOT / "docs" / "findings.md").read_text()
-    documented = set(re.findall(r"^#+ (GC\d{3})\b", doc, re.M))
-    in_code = _rule_ids()
-    assert in_code <= documented, in_code - documented
+def test_every_rule_id_is_tested():
     in_fixtures = {i for exp in EXPECTED.values() for i, _, _ in exp}
     focused = {"GC110", "GC113", "GC311"}  # covered by the focused tests below
+    focused |= {"GC216"}  # tests/test_bootstrap.py (torch/torchvision pairs)
+    in_code = _rule_ids()
     assert in_code <= in_fixtures | focused, in_code - in_fixtures - focused
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_rule_emits_only_the_ids_it_declares(name):
+    s = load(name)
+    for r in RULES:
+        assert {f.id for f in r(s)} <= set(r.ids), r.__name__
+
+
+def test_no_finding_id_in_the_source_escapes_the_registry():
+    # A guard on the registry itself: an id written anywhere in gpucheck/ must be declared.
+    in_source = set()
+    for path in (ROOT / "gpucheck").rglob("*.py"):
+        in_source |= set(re.findall(r'"(GC\d{3})"', path.read_text()))
+    assert in_source <= set(all_ids()), in_source - set(all_ids())
+
+
+def test_rule_requires_ids():
+    with pytest.raises(TypeError):
+        rule(lambda s: ())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        declare("GX1", where="test")
 
 
 # --- helpers for focused tests ----------------------------------------------------------------
@@ -201,7 +226,7 @@ def test_arch_rule_too_old_vs_no_kernels():
     rt = pascal.torch_runtime
     blackwell = replace(
         with_gpu(pascal, name="NVIDIA GeForce RTX 5090", compute_capability="12.0"),
-        torch_runtime=replace(rt, arch_list=mk.ARCH["2.6.0+cu124"]),
+        torch_runtime=replace(rt, arch_list=ARCH["2.6.0+cu124"]),
     )
     [f] = [f for f in diagnose(blackwell) if f.id == "GC205"]
     assert "no kernels" in f.title and "sm_120" in f.title

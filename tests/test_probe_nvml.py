@@ -67,6 +67,7 @@ def test_healthy_two_gpus_every_field(monkeypatch):
         remapped=(0, 1, 1, 0),
         persistence=0,
         mig=(1, 1),
+        mig_devices=("MIG-aaaa", "MIG-bbbb"),
         compute_mode=3,
         power_mw=250125,
         utilization=97,
@@ -83,11 +84,11 @@ def test_healthy_two_gpus_every_field(monkeypatch):
     assert g0 == Gpu(
         index=0,
         name="NVIDIA H100 80GB HBM3",
-        uuid="GPU-00000000-0000-0000-0000-000000000000",
+        uuid=FakeGpu().uuid,
         pci_bus_id="00000000:18:00.0",
         compute_capability="9.0",
         memory_total_bytes=85520809984,
-        memory_used_bytes=566755328,
+        memory_used_bytes=4 * 2**20,  # v2: without the 540 MiB the driver reserves
         pcie_gen_current=5,
         pcie_gen_max=5,
         pcie_width_current=16,
@@ -121,7 +122,9 @@ def test_healthy_two_gpus_every_field(monkeypatch):
     assert (g1.remapped_rows_pending, g1.remapped_rows_failure) == (True, False)
     assert g1.persistence_mode is False and g1.mig_enabled is True
     assert g1.compute_mode == "exclusive_process" and g1.power_draw_w == 250.125
-    assert g1.utilization_percent == 97
+    # MIG mode: utilisation is NotSupported, and the MIG devices are enumerated
+    assert g1.utilization_percent is None and "utilization_percent" in g1.unsupported
+    assert g1.mig_devices == ("MIG-aaaa", "MIG-bbbb")
     assert fake.init_calls == 1 and fake.shutdown_calls == 1
 
 
@@ -171,7 +174,7 @@ def test_not_supported_and_function_not_found_are_unsupported_not_errors(monkeyp
         fails={
             "nvmlDeviceGetPowerUsage": "NotSupported",
             "nvmlDeviceGetRemappedRows": "FunctionNotFound",
-            "nvmlDeviceGetTemperature": "NoPermission",
+            "nvmlDeviceGetTemperatureV": "NoPermission",
             "nvmlDeviceGetMemoryInfo": "Unknown",
         }
     )
@@ -250,6 +253,80 @@ def test_old_bindings_fall_back_to_throttle_reasons_or_mark_unsupported(monkeypa
     assert g.clock_event_reasons is None and "clock_event_reasons" in g.unsupported
 
 
+def test_new_bindings_on_an_old_driver_fall_back_to_the_older_calls(monkeypatch):
+    # nvidia-ml-py 13.x has every function, but an R470/R525 driver lacks the newer C symbols:
+    # the bindings raise FunctionNotFound when called, and the probe tries the older call.
+    fake = FakeNvml(
+        [FakeGpu(reasons=0x8 | 0x200, temperature=77)],
+        driver_lacks=(
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetMemoryInfo_v2",
+        ),
+    ).install(monkeypatch)
+    (g,) = query_nvml().gpus
+    assert g.clock_event_reasons == ("hw_slowdown", "board_limit")
+    assert g.temperature_c == 77
+    g0 = FakeGpu()
+    assert g.memory_used_bytes == g0.memory_used + g0.memory_reserved  # v1: reserved is "used"
+    assert g.unsupported == () and g.field_errors == {}
+    assert "nvmlDeviceGetCurrentClocksThrottleReasons" in fake.calls
+
+
+def test_memory_used_is_read_with_v2(monkeypatch):
+    FakeNvml().install(monkeypatch)
+    (g,) = query_nvml().gpus
+    assert g.memory_used_bytes == 4 * 2**20  # what nvidia-smi shows, not 544.5 MiB
+
+
+def test_gpus_this_process_may_not_open_are_recorded_as_such(monkeypatch):
+    # nvmlDeviceGetCount_v2 counts GPUs whose handle NVML refuses with NO_PERMISSION (a Slurm
+    # job with cgroup-restricted GPUs): they are recorded, and the others are read in full.
+    FakeNvml(
+        [
+            FakeGpu(handle_error="NoPermission"),
+            FakeGpu(uuid="GPU-b"),
+            FakeGpu(handle_error="NoPermission"),
+        ]
+    ).install(monkeypatch)
+    g0, g1, g2 = query_nvml().gpus
+    assert (g0.error, g1.error, g2.error) == ("NoPermission", None, "NoPermission")
+    assert g1.uuid == "GPU-b" and g0.name is None
+
+
+def test_mig_devices_are_enumerated(monkeypatch):
+    FakeNvml([FakeGpu(mig=(1, 1), mig_devices=("MIG-1",)), FakeGpu(mig=(1, 1)), FakeGpu()]).install(
+        monkeypatch
+    )
+    with_one, empty, off = query_nvml().gpus
+    assert with_one.mig_devices == ("MIG-1",) and with_one.utilization_percent is None
+    assert empty.mig_enabled is True and empty.mig_devices == ()  # MIG on, no instances
+    assert off.mig_devices is None and off.utilization_percent == 0
+
+
+def test_slow_gpus_that_keep_answering_are_waited_for(monkeypatch):
+    # 4 GPUs taking 0.3 s each (no persistence mode: each initialises in turn) pass a 0.5 s
+    # limit, which bounds the wait for the next GPU, not the whole query.
+    slow = {"nvmlDeviceGetName": 0.3}
+    FakeNvml([FakeGpu(fails=slow) for _ in range(4)]).install(monkeypatch)
+    result = probe_nvml(timeout=0.5)
+    assert result.error is None and len(result.gpus) == 4
+
+
+def test_a_hang_midway_keeps_the_gpus_read_before_it(monkeypatch):
+    fake = FakeNvml(
+        [FakeGpu(), FakeGpu(fails={"nvmlDeviceGetPowerUsage": "hang"}), FakeGpu()]
+    ).install(monkeypatch)
+    try:
+        result = probe_nvml(timeout=0.5)
+    finally:
+        fake.release()
+    assert result.error == "Timeout" and result.driver_version == "550.54.14"
+    assert [g.error for g in result.gpus] == [None, "Timeout", "Timeout"]
+    assert result.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    assert "1 of 3 GPU(s) read" in result.errors[-1]
+
+
 def test_decode_clock_event_reasons():
     assert decode_clock_event_reasons(0) == ()
     assert decode_clock_event_reasons(0x1FF) == (
@@ -263,7 +340,8 @@ def test_decode_clock_event_reasons():
         "hw_power_brake_slowdown",
         "display_clock_setting",
     )
-    assert decode_clock_event_reasons(0x400 | 0x4) == ("sw_power_cap", "unknown_0x400")
+    assert decode_clock_event_reasons(0x200 | 0x400) == ("board_limit", "reliability")
+    assert decode_clock_event_reasons(0x800 | 0x4) == ("sw_power_cap", "unknown_0x800")
 
 
 @pytest.mark.parametrize("where", ["init", "device"])

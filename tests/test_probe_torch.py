@@ -203,26 +203,43 @@ def test_missing_interpreter_is_a_crash_record(tmp_path):
 
 FAKE_CUDA_TORCH = """\
     # A numpy-backed stand-in with just the API the child uses: two "GPUs", the second wrong.
-    import types
+    # With TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 the "GPUs" round matmul inputs to TF32, as cuBLAS
+    # does (10 mantissa bits).
+    import contextlib, os, types
     import numpy as np
 
     __version__ = "2.9.1+cu128"
     version = types.SimpleNamespace(cuda="12.8", hip=None)
 
+    def _tf32(a):
+        bits = np.asarray(a, dtype=np.float32).view(np.int32)
+        return ((bits + 0x1000) & ~0x1FFF).astype(np.int32).view(np.float32)
+
     class Tensor:
         def __init__(self, a, device="cpu"):
-            self.a, self.device = np.asarray(a, dtype=np.float32), device
+            self.a, self.device = np.asarray(a), device
+            if self.a.dtype != np.float64:
+                self.a = self.a.astype(np.float32)
         def __matmul__(self, other):
-            out = self.a @ other.a
+            x, y = self.a, other.a
+            if self.device.startswith("cuda") and os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1":
+                x, y = _tf32(x), _tf32(y)
+            out = x @ y
             if self.device == "cuda:1":
                 out = out + 0.5  # a broken GPU
             return Tensor(out, self.device)
         def __sub__(self, other):
             return Tensor(self.a - other.a)
+        def __mul__(self, k):
+            return Tensor(self.a * k, self.device)
+        def __truediv__(self, k):
+            return Tensor(self.a / k, self.device)
         def to(self, device):
             return Tensor(self.a, device)
         def cpu(self):
             return Tensor(self.a)
+        def double(self):
+            return Tensor(self.a.astype(np.float64), self.device)
         def abs(self):
             return Tensor(np.abs(self.a))
         def max(self):
@@ -236,19 +253,30 @@ FAKE_CUDA_TORCH = """\
     def randn(*shape, generator):
         return Tensor(generator.rng.standard_normal(shape))
 
+    def round(t):
+        return Tensor(np.round(t.a))
+
+    def clamp(t, lo, hi):
+        return Tensor(np.clip(t.a, lo, hi))
+
     def device(kind, index):
         return f"{kind}:{index}"
+
+    def get_float32_matmul_precision():
+        return "highest"
 
     class _Cuda:
         nccl = types.SimpleNamespace(version=lambda: (2, 21, 5))
         def is_available(self): return True
         def device_count(self): return 2
         def get_arch_list(self): return ["sm_80", "sm_90", "compute_90"]
-        def is_bf16_supported(self): return True
+        def is_bf16_supported(self, including_emulation=True): return True
         def synchronize(self, device): pass
+        def device(self, i): return contextlib.nullcontext()
         def get_device_properties(self, i):
             return types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", major=9, minor=0,
-                                         total_memory=85520809984)
+                                         total_memory=85520809984, uuid=f"0000000{i}-aaaa-bbbb-cccc-dddddddddddd",
+                                         pci_domain_id=0, pci_bus_id=0x18 + i, pci_device_id=0)
 
     cuda = _Cuda()
     backends = types.SimpleNamespace(
@@ -277,11 +305,29 @@ def test_fake_cuda_torch_matmul_checked_per_device(tmp_path):
         capability="9.0",
         total_memory_bytes=85520809984,
         matmul_ok=True,
-        matmul_max_error=d0.matmul_max_error,
+        matmul_max_error=0.0,  # exact inputs: a working device is exact
+        uuid="GPU-00000000-aaaa-bbbb-cccc-dddddddddddd",
+        pci_bus_id="00000000:18:00.0",
+        matmul_tolerance=d0.matmul_tolerance,
+        matmul_precision="fp32",
+        bf16_supported=True,
     )
-    assert d0.matmul_max_error < 1e-3
+    assert 0 < d0.matmul_tolerance < 1e-2
     assert d1.matmul_ok is False and d1.matmul_max_error == pytest.approx(0.5, abs=1e-3)
     assert rt.import_time_s is not None and rt.error is None
+
+
+def test_forced_tf32_is_not_a_faulty_gpu(tmp_path):
+    # NVIDIA's PyTorch containers set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1: cuBLAS then runs
+    # TF32 whatever allow_tf32 says. Before: N(0,1) inputs differed from the CPU by ~0.02,
+    # over the fixed 1e-2 tolerance, and every Ampere+ GPU got GC215 "RMA it".
+    env = fake_torch(tmp_path, FAKE_CUDA_TORCH)
+    env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"] = "1"
+    rt = run_torch_child(sys.executable, timeout=30, env=env)
+    d0, d1 = rt.devices
+    assert d0.matmul_ok is True and d0.matmul_max_error == 0.0
+    assert d0.matmul_precision == "tf32" and d0.matmul_tolerance < 1e-2
+    assert d1.matmul_ok is False  # a real fault of 0.5 still shows, TF32 or not
 
 
 def test_fake_torch_with_failing_pieces(tmp_path):
@@ -319,3 +365,75 @@ def test_real_cpu_torch_child_through_collect():
     assert rt.cuda_version is None and rt.cuda_available is False and rt.device_count == 0
     assert rt.devices == () and rt.import_time_s > 0 and rt.duration_s >= rt.import_time_s
     assert rt.timeout_s == 120 and rt.returncode == 0
+
+
+# --- the matmul judgement, on the CPU with real torch (issue 9, item 2) ----------------------
+
+
+def _round_tf32(torch, x):
+    bits = x.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def test_exact_inputs_make_the_check_independent_of_the_precision_in_force():
+    torch = pytest.importorskip("torch")
+    from gpucheck.probe import _torch_child as child
+
+    a, b = child.exact_inputs(torch, 1234)
+    for precision, rnd in (
+        ("fp32", lambda x: x),
+        ("tf32", lambda x: _round_tf32(torch, x)),
+        ("bf16", lambda x: x.to(torch.bfloat16).to(torch.float32)),
+    ):
+        got = rnd(a) @ rnd(b)  # what a working GPU computes in that precision
+        tol = child.matmul_tolerance(torch, a, b, precision, inputs_exact=True)
+        assert child.judge_matmul(torch, a, b, got, tol) == (True, 0.0), precision
+
+
+def test_the_old_check_fails_a_healthy_tf32_gpu():
+    # Why the inputs changed: N(0,1) inputs under TF32 differ from the CPU by more than the old
+    # fixed 1e-2 tolerance, while the exact-input judgement passes them.
+    torch = pytest.importorskip("torch")
+    from gpucheck.probe import _torch_child as child
+
+    gen = torch.Generator().manual_seed(1234)
+    a, b = torch.randn(256, 256, generator=gen), torch.randn(256, 256, generator=gen)
+    tf32 = _round_tf32(torch, a) @ _round_tf32(torch, b)
+    assert float((tf32 - a @ b).abs().max()) > 1e-2
+    assert child.measured_precision(torch, a, b, tf32) == "tf32"
+    assert child.measured_precision(torch, a, b, a @ b) == "fp32"
+    bf16 = a.to(torch.bfloat16).float() @ b.to(torch.bfloat16).float()
+    assert child.measured_precision(torch, a, b, bf16) == "bf16"
+
+
+def test_a_wrong_element_or_nan_fails_in_every_precision():
+    torch = pytest.importorskip("torch")
+    from gpucheck.probe import _torch_child as child
+
+    a, b = child.exact_inputs(torch, 7)
+    for precision in ("fp32", "tf32"):
+        tol = child.matmul_tolerance(torch, a, b, precision, inputs_exact=True)
+        bad = a @ b
+        bad[3, 7] += 48.5  # a stuck bit in a high mantissa or exponent bit
+        assert child.judge_matmul(torch, a, b, bad, tol)[0] is False
+        bad[3, 7] = float("nan")
+        assert child.judge_matmul(torch, a, b, bad, tol)[0] is False
+    # exact inputs: the fp32 accumulation bound in every mode; other inputs: wider in TF32
+    exact = [child.matmul_tolerance(torch, a, b, p, inputs_exact=True) for p in ("fp32", "tf32")]
+    assert exact[0] == exact[1] < 1e-2
+    assert child.matmul_tolerance(torch, a, b, "tf32", inputs_exact=False) > 1.0
+
+
+def test_precision_in_force_reads_the_override_variables():
+    torch = pytest.importorskip("torch")
+    from gpucheck.probe import _torch_child as child
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    assert child.precision_in_force(torch, {}) == "fp32"
+    assert child.precision_in_force(torch, {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}) == "tf32"
+    assert (
+        child.precision_in_force(
+            torch, {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1", "NVIDIA_TF32_OVERRIDE": "0"}
+        )
+        == "fp32"
+    )

@@ -6,6 +6,7 @@ zero or more `Finding`s. The rule modules are imported below so that they regist
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from gpucheck.findings import Finding, Severity
@@ -13,11 +14,51 @@ from gpucheck.snapshot import Snapshot
 
 Rule = Callable[[Snapshot], Iterable[Finding]]
 RULES: list[Rule] = []
+# Every finding id gpucheck can emit -> where it is emitted. Rules declare theirs with
+# `@rule("GC101", "GC102")`; code outside the rules (the bench's GC4xx, the recommendation's
+# GC5xx, the run's GC9xx) with `declare`. docs/findings.md must document exactly these.
+IDS: dict[str, str] = {}
+_ID = re.compile(r"GC\d{3}")
 
 
-def rule(fn: Rule) -> Rule:
-    RULES.append(fn)
-    return fn
+def declare(*ids: str, where: str) -> None:
+    """Register finding ids emitted by `where` (a module or function name)."""
+    for fid in ids:
+        if not _ID.fullmatch(fid):
+            raise ValueError(f"not a finding id: {fid!r}")
+        IDS.setdefault(fid, where)
+
+
+def rule(*ids: str) -> Callable[[Rule], Rule]:
+    """Register a rule and the finding ids it may emit: `@rule("GC101", "GC102")`."""
+    if not ids or not all(isinstance(i, str) for i in ids):
+        raise TypeError('a rule declares its finding ids: @rule("GC101", ...)')
+
+    def register(fn: Rule) -> Rule:
+        declare(*ids, where=f"{fn.__module__}.{fn.__name__}")
+        fn.ids = ids  # type: ignore[attr-defined]
+        RULES.append(fn)
+        return fn
+
+    return register
+
+
+def all_ids() -> dict[str, str]:
+    """Every declared finding id, after importing every module that emits some."""
+    import importlib
+
+    import gpucheck.bench  # noqa: F401 - declares GC4xx
+    from gpucheck import recommend
+
+    for name in ("gpucheck.node",):  # optional rooms that declare their own ids on import
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+    declare(*getattr(recommend, "FINDING_TITLES", {}), where="gpucheck.recommend")
+    return dict(IDS)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
@@ -55,5 +96,13 @@ def usable_gpu_evidence(snapshot: Snapshot) -> str:
     return f"NVML sees {len(snapshot.gpus)} GPU(s)"
 
 
+declare("GC901", where="gpucheck.diagnose.diagnose")
+
 # Rule modules register themselves on import.
-from gpucheck.diagnose import rules_driver, rules_health, rules_system, rules_torch  # noqa: E402,F401
+from gpucheck.diagnose import (  # noqa: E402,F401
+    rules_driver,
+    rules_health,
+    rules_packages,
+    rules_system,
+    rules_torch,
+)

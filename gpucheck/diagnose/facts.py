@@ -354,3 +354,86 @@ def _invalid_entry(
     if int(m.group(0)) >= count:
         return f"index past the {count} GPU(s) NVML sees"
     return None
+
+
+# --- CUDA device <-> NVML GPU ----------------------------------------------------------------
+
+
+def _uuid_key(text: str | None) -> str | None:
+    if not text:
+        return None
+    low = text.strip().lower()
+    return low[4:] if low.startswith(("gpu-", "mig-")) else low
+
+
+def _bus_key(text: str | None) -> tuple[int, ...] | None:
+    """ "00000000:18:00.0" and "0000:18:00.0" -> (0, 0x18, 0, 0)."""
+    m = re.fullmatch(
+        r"\s*([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F])\s*", text or ""
+    )
+    return tuple(int(p, 16) for p in m.groups()) if m else None
+
+
+def nvml_gpu_for_cuda(snapshot: Snapshot, cuda_index: int) -> Gpu | None:
+    """The NVML GPU behind torch's `cuda:N`, joined on UUID, else on PCI bus id.
+
+    CUDA numbers devices after CUDA_VISIBLE_DEVICES and fastest first unless
+    CUDA_DEVICE_ORDER=PCI_BUS_ID (CUDA C Programming Guide, "CUDA Environment Variables"),
+    while NVML and nvidia-smi number them in PCI bus order: `cuda:N` is not GPU N. Without
+    UUID or bus id, only a machine with one GPU and one CUDA device is joined.
+    """
+    rt = snapshot.torch_runtime
+    dev = next((d for d in (rt.devices if rt else ()) if d.index == cuda_index), None)
+    if dev is not None:
+        key = _uuid_key(dev.uuid)
+        if key:
+            hit = [
+                g
+                for g in snapshot.gpus
+                if key in {_uuid_key(u) for u in (g.uuid, *(g.mig_devices or ()))}
+            ]
+            if hit:
+                return hit[0]
+        bus = _bus_key(dev.pci_bus_id)
+        if bus:
+            hit = [g for g in snapshot.gpus if _bus_key(g.pci_bus_id) == bus]
+            if hit:
+                return hit[0]
+    n_cuda = len(rt.devices) if rt and rt.devices else (rt.device_count if rt else None)
+    if len(snapshot.gpus) == 1 and n_cuda == 1 and cuda_index == 0:
+        return snapshot.gpus[0]
+    return None
+
+
+def nvml_index(snapshot: Snapshot, cuda_index: int) -> int | None:
+    g = nvml_gpu_for_cuda(snapshot, cuda_index)
+    return g.index if g is not None else None
+
+
+def cuda_label(snapshot: Snapshot, cuda_index: int) -> str:
+    """ "cuda:1 (GPU 3)" when the NVML index is known and differs, else "cuda:1"."""
+    i = nvml_index(snapshot, cuda_index)
+    return (
+        f"cuda:{cuda_index} (GPU {i})"
+        if i is not None and i != cuda_index
+        else f"cuda:{cuda_index}"
+    )
+
+
+# --- Jetson ------------------------------------------------------------------------------------
+
+# Integrated GPUs of the Jetson modules (TX1, TX2, Xavier, Orin): CUDA GPUs compute capability
+# table, developer.nvidia.com/cuda-gpus.
+TEGRA_CAPABILITIES = ("5.3", "6.2", "7.2", "8.7")
+
+
+def is_tegra(snapshot: Snapshot) -> bool:
+    """A Jetson/Tegra board: the system probe says so, or torch saw an integrated Tegra GPU."""
+    if snapshot.system.tegra:
+        return True
+    rt = snapshot.torch_runtime
+    return bool(rt) and any(
+        d.capability in TEGRA_CAPABILITIES
+        or any(w in (d.name or "").lower() for w in ("tegra", "orin", "xavier"))
+        for d in rt.devices
+    )

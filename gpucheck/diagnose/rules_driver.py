@@ -1,4 +1,4 @@
-"""Rules GC101-GC106, GC113: is there an NVIDIA GPU, and does its driver work?
+"""Rules GC101-GC106, GC113, GC115: is there an NVIDIA GPU, and does its driver work?
 
 Sources: shared/research/diag_anchors.md section 6 items 3 (version mismatch), 6 (nouveau /
 module not loaded); install_matrix.md section 7 (NVML error names).
@@ -39,10 +39,11 @@ def _no_driver_at_all(s: Snapshot) -> bool:
         and not s.system.nouveau_loaded
         and not (facts.container_without_gpus(s) and facts.container_gpu_hint(s))
         and not s.system.wsl
+        and not facts.is_tegra(s)
     )
 
 
-@rule
+@rule("GC101", "GC102")
 def no_gpu(s: Snapshot) -> Iterator[Finding]:
     """GC101 (no GPU anywhere) and GC102 (a GPU on the bus but no driver)."""
     if not _no_driver_at_all(s):
@@ -75,7 +76,7 @@ def no_gpu(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC103")
 def driver_not_loaded(s: Snapshot) -> Iterator[Finding]:
     """GC103: the user-space driver is there but the kernel module is not loaded."""
     d, sysinfo = s.driver, s.system
@@ -112,7 +113,7 @@ def driver_not_loaded(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC104")
 def nouveau(s: Snapshot) -> Iterator[Finding]:
     """GC104: the open-source nouveau driver holds the GPU."""
     if not s.system.nouveau_loaded:
@@ -136,7 +137,7 @@ def nouveau(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC105")
 def version_mismatch(s: Snapshot) -> Iterator[Finding]:
     """GC105: kernel module and user-space libraries from different driver versions."""
     d = s.driver
@@ -177,7 +178,7 @@ def version_mismatch(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC106")
 def nvml_missing(s: Snapshot) -> Iterator[Finding]:
     """GC106: the kernel module is there but libnvidia-ml (the user-space driver) is not."""
     hint = facts.host_driver_hint(s)
@@ -209,7 +210,7 @@ def nvml_missing(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC113")
 def nvml_other_error(s: Snapshot) -> Iterator[Finding]:
     """GC113: NVML failed for a reason no other rule explains."""
     err = s.driver.nvml_error
@@ -226,4 +227,42 @@ def nvml_other_error(s: Snapshot) -> Iterator[Finding]:
         tuple(ev),
         fix="Run `nvidia-smi` and `sudo dmesg | grep -i -E 'nvrm|xid'` to see what the driver "
         "reports; a reboot clears most transient driver states.",
+    )
+
+
+@rule("GC115")
+def jetson(s: Snapshot) -> Iterator[Finding]:
+    """GC115: a Jetson (Tegra) board: an integrated GPU that NVML does not serve; torch decides."""
+    if not facts.is_tegra(s):
+        return
+    rt = s.torch_runtime
+    ev = [f"Tegra: {s.system.tegra or 'integrated GPU seen by torch'}", _nvml(s)]
+    if rt is not None and rt.status == "ok" and rt.cuda_available:
+        names = ", ".join(sorted({d.name or "?" for d in rt.devices})) or "?"
+        ev.append(f"torch child: CUDA available, {rt.device_count} device(s): {names}")
+        yield Finding(
+            "GC115",
+            INFO,
+            "Jetson (Tegra) GPU: NVML does not cover it; torch runs on it",
+            tuple(ev),
+            fix="Nothing to fix. Jetson has no NVML (no nvidia-smi health data): use `tegrastats` "
+            "or `jtop` for clocks, temperature and power.",
+        )
+        return
+    if rt is None or rt.status in ("skipped", "not-installed"):
+        ev.append("torch child: not run" if rt is None else f"torch child: {rt.status}")
+        sev, title = INFO, "Jetson (Tegra) board: only torch can tell whether its GPU works"
+    else:
+        ev.append(f"torch child: status={rt.status}, cuda_available={rt.cuda_available}")
+        if rt.error:
+            ev.append(f"torch said: {rt.error.strip().splitlines()[-1][:200]}")
+        sev, title = ERROR, "torch cannot use the Jetson (Tegra) GPU"
+    yield Finding(
+        "GC115",
+        sev,
+        title,
+        tuple(ev),
+        fix="Install the PyTorch build for your JetPack release from NVIDIA (the 'PyTorch for "
+        "Jetson' wheels, or an NVIDIA L4T PyTorch container): the aarch64 wheels on PyPI do not "
+        "drive Tegra's integrated GPU. `cat /etc/nv_tegra_release` shows the L4T release.",
     )

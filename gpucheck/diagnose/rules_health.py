@@ -60,6 +60,12 @@ _LOST_FIX = {
         "has a corrupted infoROM",
         f"{DRAIN} and contact the vendor (RMA); `nvidia-smi -q` shows the infoROM state.",
     ),
+    "Timeout": (
+        "did not answer NVML in time",
+        "Run `nvidia-smi -q -i {i}`: if it hangs too, check `sudo dmesg | grep -i xid` and reset "
+        "the GPU (`sudo nvidia-smi -r -i {i}`) or reboot. Without persistence mode every NVML "
+        "call initialises the GPU: `sudo nvidia-smi -pm 1` makes slow answers fast.",
+    ),
     "InsufficientPower": (
         "reports insufficient power (external power cables not attached?)",
         "Power off and connect the GPU's PCIe/12VHPWR power cables firmly; check the PSU.",
@@ -67,11 +73,11 @@ _LOST_FIX = {
 }
 
 
-@rule
+@rule("GC301")
 def gpu_error(s: Snapshot) -> Iterator[Finding]:
     """GC301: NVML could not use a GPU at all (GpuIsLost, ResetRequired, ...)."""
     for g in s.gpus:
-        if g.error is None:
+        if g.error is None or g.error == "NoPermission":
             continue
         what, fix = _LOST_FIX.get(
             g.error,
@@ -87,14 +93,38 @@ def gpu_error(s: Snapshot) -> Iterator[Finding]:
         yield Finding(
             "GC301",
             ERROR,
-            f"GPU {g.index} {what}",
+            what[0].upper() + what[1:],
             tuple(ev),
             fix=fix.format(i=g.index),
             gpu=g.index,
         )
 
 
-@rule
+@rule("GC312")
+def gpu_not_ours(s: Snapshot) -> Iterator[Finding]:
+    """GC312: GPUs NVML counts but this process may not open (not given to this job)."""
+    denied = [g for g in s.gpus if g.error == "NoPermission"]
+    if not denied:
+        return
+    usable = len(facts.healthy_gpus(s))
+    idx = ", ".join(str(g.index) for g in denied)
+    yield Finding(
+        "GC312",
+        INFO,
+        f"{len(denied)} of {len(s.gpus)} GPU(s) are not available to this process",
+        (
+            f"NVML counts {len(s.gpus)} GPU(s) but refuses a handle to GPU {idx} (NoPermission)",
+            f"{usable} GPU(s) usable by this process are checked",
+        ),
+        fix="Nothing to fix when this runs inside a job that was given fewer GPUs (Slurm "
+        "`--gres=gpu:N` with ConstrainDevices, a container's device cgroup): the other GPUs "
+        "belong to other jobs. To check them, run gpucheck in a job that holds them, or as a "
+        "user with access to every /dev/nvidia* node.",
+        gpu=denied[0].index if len(denied) == 1 else None,
+    )
+
+
+@rule("GC302")
 def ecc_uncorrected(s: Snapshot) -> Iterator[Finding]:
     """GC302: uncorrectable ECC errors since the last driver load."""
     for g in facts.healthy_gpus(s):
@@ -107,7 +137,7 @@ def ecc_uncorrected(s: Snapshot) -> Iterator[Finding]:
         yield Finding(
             "GC302",
             ERROR,
-            f"GPU {g.index} has uncorrectable ECC memory errors",
+            "Uncorrectable ECC memory errors",
             tuple(ev),
             fix=f"{DRAIN}; reset the GPU (`sudo nvidia-smi -r -i {g.index}`) or reboot so "
             "that the bad memory is retired/remapped; `nvidia-smi -q -d ECC` shows where. RMA it "
@@ -116,7 +146,7 @@ def ecc_uncorrected(s: Snapshot) -> Iterator[Finding]:
         )
 
 
-@rule
+@rule("GC303")
 def retired_pages(s: Snapshot) -> Iterator[Finding]:
     """GC303: page retirement (Volta and older): pending retirement or many retired pages."""
     for g in facts.healthy_gpus(s):
@@ -126,15 +156,15 @@ def retired_pages(s: Snapshot) -> Iterator[Finding]:
         if total >= RETIRED_PAGES_LIMIT:
             sev, title = (
                 ERROR,
-                f"GPU {g.index} has {total} retired memory pages (RMA threshold {RETIRED_PAGES_LIMIT})",
+                f"{total} retired memory pages (RMA threshold {RETIRED_PAGES_LIMIT})",
             )
             fix = f"{DRAIN} and RMA this GPU."
         elif pending or total >= RETIRED_PAGES_SOFT_LIMIT or dbe >= RETIRED_PAGES_SOFT_LIMIT:
             sev = WARN
             title = (
-                f"GPU {g.index} has memory pages waiting to be retired"
+                "Memory pages are waiting to be retired"
                 if pending
-                else f"GPU {g.index} has many retired memory pages ({total})"
+                else f"Many retired memory pages ({total})"
             )
             fix = (
                 f"Reset the GPU to retire the pending pages: `sudo nvidia-smi -r -i {g.index}` (or "
@@ -149,7 +179,7 @@ def retired_pages(s: Snapshot) -> Iterator[Finding]:
         yield Finding("GC303", sev, title, ev, fix=fix, gpu=g.index)
 
 
-@rule
+@rule("GC304", "GC305")
 def remapped_rows(s: Snapshot) -> Iterator[Finding]:
     """GC304 (row remapping pending: reset) and GC305 (row remapping failed: RMA); Ampere and newer."""
     for g in facts.healthy_gpus(s):
@@ -157,7 +187,7 @@ def remapped_rows(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC305",
                 ERROR,
-                f"GPU {g.index}: memory row remapping failed",
+                "Memory row remapping failed",
                 (f"{_who(g)}: remapped_rows.failure = yes",),
                 fix=f"{DRAIN} and RMA this GPU: it has run out of spare rows or could not remap one.",
                 gpu=g.index,
@@ -166,7 +196,7 @@ def remapped_rows(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC304",
                 WARN,
-                f"GPU {g.index}: memory row remapping is pending; the GPU needs a reset",
+                "Memory row remapping is pending: the GPU needs a reset",
                 (f"{_who(g)}: remapped_rows.pending = yes",),
                 fix=f"Reset the GPU when idle: `sudo nvidia-smi -r -i {g.index}` (or reboot) to apply the remap.",
                 gpu=g.index,
@@ -185,7 +215,7 @@ def _busy(g: Gpu) -> bool:
     return g.utilization_percent is not None and g.utilization_percent >= BUSY_PERCENT
 
 
-@rule
+@rule("GC306", "GC307")
 def throttling(s: Snapshot) -> Iterator[Finding]:
     """GC306 (thermal / power brake / hardware slowdown) and GC307 (power cap under load)."""
     for g in facts.healthy_gpus(s):
@@ -202,7 +232,7 @@ def throttling(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC306",
                 WARN,
-                f"GPU {g.index} is throttled by {', '.join(hw)}",
+                f"Throttled by {', '.join(hw)}",
                 tuple(ev),
                 fix="Check cooling and airflow (fans, dust, inlet temperature), the power cables and "
                 "PSU; `nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER` shows the limits. Throughput "
@@ -213,7 +243,7 @@ def throttling(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC307",
                 INFO,
-                f"GPU {g.index} is running at its power limit",
+                "Running at its power limit",
                 tuple(ev),
                 fix="Normal under heavy load. To trade power for speed, check the limit with "
                 "`nvidia-smi -q -d POWER` and raise it within the card's range with `sudo "
@@ -222,7 +252,7 @@ def throttling(s: Snapshot) -> Iterator[Finding]:
             )
 
 
-@rule
+@rule("GC308")
 def pcie_link(s: Snapshot) -> Iterator[Finding]:
     """GC308: PCIe link below its maximum (judged under load only)."""
     for g in facts.healthy_gpus(s):
@@ -247,7 +277,7 @@ def pcie_link(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC308",
                 WARN,
-                f"GPU {g.index}'s PCIe link runs below its maximum under load",
+                "PCIe link runs below its maximum under load",
                 ev,
                 fix="Reseat the card in a CPU-attached x16 slot, use a riser rated for the PCIe "
                 "generation, and check the BIOS PCIe speed setting; `sudo lspci -vv` shows LnkSta.",
@@ -257,7 +287,7 @@ def pcie_link(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC308",
                 INFO,
-                f"GPU {g.index}'s PCIe link is below its maximum while idle (normal power saving)",
+                "PCIe link is below its maximum while idle (normal power saving)",
                 ev,
                 fix="Nothing to do: the link drops at idle by design. It is judged under load only "
                 f"(utilization >= {BUSY_PERCENT}%); `gpucheck bench` samples it while the GPU works.",
@@ -265,7 +295,7 @@ def pcie_link(s: Snapshot) -> Iterator[Finding]:
             )
 
 
-@rule
+@rule("GC309")
 def mig(s: Snapshot) -> Iterator[Finding]:
     """GC309: MIG mode is on (the one-device view), or on without any MIG device."""
     for g in facts.healthy_gpus(s):
@@ -276,7 +306,7 @@ def mig(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC309",
                 WARN,
-                f"GPU {g.index} has MIG enabled but no MIG instances: CUDA sees no device on it",
+                "MIG is enabled but has no instances: CUDA sees no device on this GPU",
                 (f"{_who(g)}: MIG enabled, 0 MIG devices",),
                 fix=f"List the profiles (`nvidia-smi mig -lgip -i {g.index}`) and create instances with "
                 f"compute instances (`sudo nvidia-smi mig -i {g.index} -cgi <profile> -C`), or turn MIG off "
@@ -291,7 +321,7 @@ def mig(s: Snapshot) -> Iterator[Finding]:
         yield Finding(
             "GC309",
             INFO,
-            f"GPU {g.index} is split into MIG instances: each CUDA process sees one MIG device",
+            "Split into MIG instances: each CUDA process sees one MIG device",
             tuple(ev),
             fix=f"Pick the instance for a process with `export CUDA_VISIBLE_DEVICES={example}`. "
             "Multi-GPU training across MIG instances is not possible; disable MIG for it "
@@ -300,7 +330,7 @@ def mig(s: Snapshot) -> Iterator[Finding]:
         )
 
 
-@rule
+@rule("GC310")
 def persistence_off(s: Snapshot) -> Iterator[Finding]:
     """GC310: persistence mode off (Linux): the driver tears down and re-initialises the GPU."""
     if s.system.os != "linux":
@@ -312,7 +342,7 @@ def persistence_off(s: Snapshot) -> Iterator[Finding]:
     yield Finding(
         "GC310",
         INFO,
-        f"Persistence mode is off on GPU {idx}",
+        "Persistence mode is off" + (f" on GPU {idx}" if len(off) > 1 else ""),
         (f"persistence_mode = Disabled on GPU {idx}",),
         fix="`sudo nvidia-smi -pm 1` (or enable the nvidia-persistenced service) keeps the driver "
         "initialised between jobs, so the first CUDA call of each process starts faster.",
@@ -320,7 +350,7 @@ def persistence_off(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC311")
 def compute_mode(s: Snapshot) -> Iterator[Finding]:
     """GC311: compute mode Prohibited (no CUDA process may use the GPU) or Exclusive Process."""
     for g in facts.healthy_gpus(s):
@@ -328,7 +358,7 @@ def compute_mode(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC311",
                 ERROR,
-                f"GPU {g.index} is in compute mode Prohibited: no CUDA process can use it",
+                "Compute mode Prohibited: no CUDA process can use this GPU",
                 (f"{_who(g)}: compute mode prohibited",),
                 fix=f"`sudo nvidia-smi -i {g.index} -c DEFAULT`",
                 gpu=g.index,
@@ -337,7 +367,7 @@ def compute_mode(s: Snapshot) -> Iterator[Finding]:
             yield Finding(
                 "GC311",
                 INFO,
-                f"GPU {g.index} is in compute mode Exclusive Process: one CUDA process at a time",
+                "Compute mode Exclusive Process: one CUDA process at a time",
                 (f"{_who(g)}: compute mode exclusive_process",),
                 fix=f"Fine for one job per GPU; to share it: `sudo nvidia-smi -i {g.index} -c DEFAULT`.",
                 gpu=g.index,

@@ -17,7 +17,7 @@ ERROR, WARN, INFO = Severity.ERROR, Severity.WARN, Severity.INFO
 GIB = 1024**3
 
 
-@rule
+@rule("GC107")
 def container_without_gpus(s: Snapshot) -> Iterator[Finding]:
     """GC107: a container started without GPU access on a host that has one."""
     hint = facts.container_gpu_hint(s)
@@ -38,7 +38,7 @@ def container_without_gpus(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC108")
 def device_nodes(s: Snapshot) -> Iterator[Finding]:
     """GC108: /dev/nvidia* nodes unreadable, NVML refused (NoPermission), or nodes missing."""
     sysinfo = s.system
@@ -87,7 +87,7 @@ def device_nodes(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC114")
 def uvm_node_missing(s: Snapshot) -> Iterator[Finding]:
     """GC114: GPUs are there but /dev/nvidia-uvm is not: CUDA init fails with 'unknown error'."""
     sysinfo = s.system
@@ -96,19 +96,29 @@ def uvm_node_missing(s: Snapshot) -> Iterator[Finding]:
     paths = {n.path for n in sysinfo.device_nodes}
     if not facts.gpu_nodes(s) or "/dev/nvidia-uvm" in paths:
         return
+    # The node is created by nvidia-modprobe when CUDA first initialises after boot, which can
+    # be after /dev was listed (the torch child runs meanwhile): the child's outcome decides.
+    rt = s.torch_runtime
+    ran = rt is not None and rt.status == "ok"
+    if ran and rt.cuda_available:
+        return  # CUDA initialised: the node exists now
+    ev = [f"device nodes: {', '.join(sorted(paths))}"]
+    if ran:
+        ev.append("torch child: torch.cuda.is_available() is False")
     yield Finding(
         "GC114",
-        ERROR,
-        "/dev/nvidia-uvm is missing: CUDA initialisation will fail ('unknown error', 999)",
-        (f"device nodes: {', '.join(sorted(paths))}",),
+        ERROR if ran else WARN,
+        "/dev/nvidia-uvm is missing: CUDA initialisation "
+        + ("fails ('unknown error', 999)" if ran else "may fail ('unknown error', 999)"),
+        tuple(ev),
         fix="Load the UVM module and create its node: `sudo modprobe nvidia-uvm && sudo "
         "nvidia-modprobe -u -c=0` (in a container: restart it after fixing the host).",
     )
 
 
-@rule
+@rule("GC109", "GC110")
 def visible_devices(s: Snapshot) -> Iterator[Finding]:
-    """GC109 (hides every GPU) and GC110 (names a GPU that does not exist)."""
+    """GC109 (hides every GPU) and GC110 (an entry CUDA rejects: unknown or repeated)."""
     vis = facts.cuda_visible_devices(s)
     if vis is None:
         return
@@ -137,16 +147,20 @@ def visible_devices(s: Snapshot) -> Iterator[Finding]:
         )
     elif vis.dropped:
         ev.append(f"CUDA keeps {', '.join(vis.visible)} and ignores {', '.join(vis.dropped)}")
+        repeated = (vis.reason or "").endswith(": repeated")
         yield Finding(
             "GC110",
             WARN,
-            "CUDA_VISIBLE_DEVICES names a GPU that does not exist; the entries from it on are ignored",
+            "CUDA_VISIBLE_DEVICES names a GPU twice; the entries from the repeat on are ignored"
+            if repeated
+            else "CUDA_VISIBLE_DEVICES names a GPU that does not exist; the entries from it on "
+            "are ignored",
             tuple(ev),
             fix=f"Set only existing indices (0-{len(s.gpus) - 1}) or UUIDs from `nvidia-smi -L`{order_note}.",
         )
 
 
-@rule
+@rule("GC111")
 def wsl_linux_driver(s: Snapshot) -> Iterator[Finding]:
     """GC111: a Linux NVIDIA driver installed inside WSL2 shadows the one Windows provides."""
     sysinfo = s.system
@@ -165,7 +179,7 @@ def wsl_linux_driver(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC112")
 def small_shm(s: Snapshot) -> Iterator[Finding]:
     """GC112: /dev/shm too small for DataLoader workers (Docker's default is 64 MiB)."""
     shm = s.system.shm_bytes

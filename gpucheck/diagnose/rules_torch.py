@@ -89,7 +89,7 @@ def _ok_rt(s: Snapshot):
 # --- torch presence and build ---------------------------------------------------------------
 
 
-@rule
+@rule("GC201")
 def torch_missing(s: Snapshot) -> Iterator[Finding]:
     """GC201: torch is not installed in this Python."""
     if facts.torch_installed(s):
@@ -108,7 +108,7 @@ def torch_missing(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC202")
 def cpu_torch_on_gpu(s: Snapshot) -> Iterator[Finding]:
     """GC202: a CPU-only (or ROCm) torch on a machine with an NVIDIA GPU."""
     if not facts.healthy_gpus(s) or not (facts.is_cpu_torch(s) or facts.is_rocm_torch(s)):
@@ -127,7 +127,7 @@ def cpu_torch_on_gpu(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC203", "GC204")
 def driver_vs_torch_cuda(s: Snapshot) -> Iterator[Finding]:
     """GC203 (driver too old for torch's CUDA) and GC204 (runs on minor version compatibility)."""
     if facts.is_rocm_torch(s):
@@ -214,7 +214,7 @@ def _arch_hint(cc: tuple[int, int]) -> str:
     return f"Or build from source with TORCH_CUDA_ARCH_LIST={cc[0]}.{cc[1]}."
 
 
-@rule
+@rule("GC205")
 def arch_missing(s: Snapshot) -> Iterator[Finding]:
     """GC205: the GPU's compute capability has no cubin and no usable PTX in torch."""
     al = facts.arch_list(s)
@@ -254,7 +254,7 @@ def arch_missing(s: Snapshot) -> Iterator[Finding]:
 # --- cuDNN and library paths ----------------------------------------------------------------
 
 
-@rule
+@rule("GC206")
 def cudnn_missing(s: Snapshot) -> Iterator[Finding]:
     """GC206: a CUDA torch without a loadable cuDNN."""
     rt = _ok_rt(s)
@@ -322,7 +322,7 @@ def _mapped_not_wheel(s: Snapshot) -> bool:
     )
 
 
-@rule
+@rule("GC207")
 def several_cudnn(s: Snapshot) -> Iterator[Finding]:
     """GC207: more than one cuDNN version on this machine."""
     copies = _cudnn_copies(s)
@@ -358,7 +358,7 @@ def several_cudnn(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC208")
 def cudnn_not_from_wheel(s: Snapshot) -> Iterator[Finding]:
     """GC208: the torch child mapped a libcudnn that is not its pip wheel's copy."""
     if not _mapped_not_wheel(s):
@@ -378,7 +378,7 @@ def cudnn_not_from_wheel(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC209")
 def ld_library_path_shadow(s: Snapshot) -> Iterator[Finding]:
     """GC209: LD_LIBRARY_PATH holds CUDA/cuDNN libraries that a pip CUDA torch ships itself."""
     if not facts.is_pip_cuda_torch(s):
@@ -406,7 +406,7 @@ def ld_library_path_shadow(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC210")
 def toolkit_not_needed(s: Snapshot) -> Iterator[Finding]:
     """GC210: a CUDA toolkit on disk that pip torch does not use."""
     if not s.cuda.toolkits:
@@ -452,7 +452,7 @@ def _first_line(text: str | None, limit: int = 200) -> str:
     return line[:limit]
 
 
-@rule
+@rule("GC211")
 def child_import_error(s: Snapshot) -> Iterator[Finding]:
     """GC211: `import torch` failed in the child."""
     rt = s.torch_runtime
@@ -487,7 +487,7 @@ def child_import_error(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC212")
 def child_timeout(s: Snapshot) -> Iterator[Finding]:
     """GC212: the torch child hung past its timeout."""
     rt = s.torch_runtime
@@ -514,7 +514,7 @@ def child_timeout(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC213")
 def child_crash(s: Snapshot) -> Iterator[Finding]:
     """GC213: the torch child died (signal or abnormal exit)."""
     rt = s.torch_runtime
@@ -542,7 +542,7 @@ def child_crash(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+@rule("GC214")
 def cuda_unavailable(s: Snapshot) -> Iterator[Finding]:
     """GC214: torch.cuda.is_available() is False although NVML sees GPUs (no other rule says why)."""
     rt = _ok_rt(s)
@@ -564,6 +564,8 @@ def cuda_unavailable(s: Snapshot) -> Iterator[Finding]:
         and "/dev/nvidia-uvm" not in paths
     ):
         return  # GC114
+    if all(g.mig_enabled and g.mig_devices == () for g in facts.healthy_gpus(s)):
+        return  # GC309: MIG on with no instances leaves CUDA no device
     ev = [
         "torch child: torch.cuda.is_available() is False",
         _gpus_ev(s),
@@ -583,35 +585,67 @@ def cuda_unavailable(s: Snapshot) -> Iterator[Finding]:
     )
 
 
-@rule
+# cudaErrorDevicesUnavailable: what CUDA says when a GPU in Exclusive-Process (or Prohibited)
+# compute mode is already held by another process (CUDA Runtime API, error types).
+_BUSY = "busy or unavailable"
+
+
+@rule("GC215")
 def device_failures(s: Snapshot) -> Iterator[Finding]:
-    """GC215: a GPU failed the child's matmul check, or gave wrong results."""
+    """GC215: a GPU failed the child's matmul check, gave wrong results, or is held elsewhere."""
     rt = _ok_rt(s)
     if rt is None:
         return
     explained = {i for idx in _missing_arch_gpus(s).values() for i in idx}
     for d in rt.devices:
-        if d.index in explained and s.system.env.get("CUDA_VISIBLE_DEVICES") is None:
+        gpu = facts.nvml_gpu_for_cuda(s, d.index)
+        index = gpu.index if gpu is not None else None
+        same = index if gpu is not None else d.index  # old snapshots: no UUID to join on
+        if same in explained and (gpu is not None or "CUDA_VISIBLE_DEVICES" not in s.system.env):
             continue  # GC205 explains it
-        name = d.name or f"GPU {d.index}"
-        if d.error:
+        where = f"cuda:{d.index}"  # the NVML index goes in `gpu`, which renderers show
+        label = facts.cuda_label(s, d.index)
+        name = d.name or (gpu.name if gpu else None) or "GPU"
+        if d.error and _BUSY in d.error.lower():
+            mode = gpu.compute_mode if gpu is not None else None
+            yield Finding(
+                "GC215",
+                WARN,
+                f"{name} ({where}) is busy: another process holds it",
+                (
+                    f"{label}: {_first_line(d.error)}",
+                    f"compute mode: {mode or 'unknown'}",
+                ),
+                fix="In Exclusive-Process mode one process at a time may use the GPU: see which "
+                "one holds it (`nvidia-smi --query-compute-apps=pid,process_name,gpu_uuid "
+                "--format=csv`), wait for it or pick another GPU with CUDA_VISIBLE_DEVICES. "
+                "Nothing is wrong with the GPU itself.",
+                gpu=index,
+            )
+        elif d.error:
             yield Finding(
                 "GC215",
                 ERROR,
-                f"torch failed on {name} (cuda:{d.index})",
-                (f"cuda:{d.index}: {_first_line(d.error)}",),
+                f"torch failed on {name} ({where})",
+                (f"{label}: {_first_line(d.error)}",),
                 fix="Rerun with `CUDA_LAUNCH_BLOCKING=1` to see the failing call; check `sudo "
                 "dmesg | grep -i xid` and the GPU's ECC and health findings.",
-                gpu=d.index,
+                gpu=index,
             )
         elif d.matmul_ok is False:
             err = f"{d.matmul_max_error:.3g}" if d.matmul_max_error is not None else "?"
+            ev = [f"{label}: matmul max abs error {err} against the exact fp64 result"]
+            if d.matmul_tolerance is not None:
+                ev.append(
+                    f"tolerance {d.matmul_tolerance:.3g} for {d.matmul_precision or 'fp32'} "
+                    "(inputs chosen so that a working GPU is exact in fp32, TF32 and bf16)"
+                )
             yield Finding(
                 "GC215",
                 ERROR,
-                f"Matrix multiply on {name} (cuda:{d.index}) disagrees with the CPU result",
-                (f"cuda:{d.index}: matmul max abs error {err}",),
+                f"Matrix multiply on {name} ({where}) disagrees with the exact result",
+                tuple(ev),
                 fix="Wrong results point at faulty GPU memory or compute: drain this GPU, check "
                 "`nvidia-smi -q -d ECC,ROW_REMAPPER`, run `dcgmi diag -r 3`, and RMA it if it repeats.",
-                gpu=d.index,
+                gpu=index,
             )

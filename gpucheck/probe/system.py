@@ -30,6 +30,10 @@ ENV_VARS = (
     "LD_PRELOAD",
     "PYTORCH_CUDA_ALLOC_CONF",
     "CUDA_MODULE_LOADING",
+    # TF32 overrides: TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 (set in NVIDIA's PyTorch containers)
+    # makes cuBLAS use TF32 whatever torch's allow_tf32 says; NVIDIA_TF32_OVERRIDE=0 turns it off.
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "NVIDIA_TF32_OVERRIDE",
 )
 # Variables DCGM's level-1 "Environment Variables" check fails on (DCGM_FR_BAD_CUDA_ENV,
 # nvvs/src/Software.cpp), plus CUDA_LAUNCH_BLOCKING, which serialises every kernel launch.
@@ -85,6 +89,7 @@ def probe_system(root: str, env: Mapping[str, str], pyenv: PyEnv) -> System:
         linux_driver_in_wsl=linux_driver_in_wsl(root) if wsl else (),
         nvidia_pci_devices=nvidia_pci_devices(root),
         amd_gfx=amd_gfx(root),
+        tegra=tegra(root),
     )
 
 
@@ -237,3 +242,21 @@ def _cpu_count() -> int | None:
         return len(os.sched_getaffinity(0))  # honours cgroup/taskset limits, unlike cpu_count
     except (AttributeError, OSError):
         return os.cpu_count()
+
+
+def tegra(root: str) -> str | None:
+    """What marks this as an NVIDIA Jetson (Tegra) board, or None.
+
+    L4T writes /etc/nv_tegra_release ("# R36 (release), REVISION: 3.0, GCID: ..."); the device
+    tree names the SoC ("nvidia,tegra234"; Linux Documentation/devicetree/bindings/arm/
+    tegra.yaml). Jetson has no NVML and no PCI GPU: the torch child is the only CUDA witness.
+    """
+    release = read_text(rooted(root, "/etc/nv_tegra_release"), 4096)
+    if release and release.strip():
+        first = release.strip().splitlines()[0].lstrip("# ").strip()
+        return ", ".join(first.split(", ")[:2]) + " (/etc/nv_tegra_release)"
+    compatible = read_text(rooted(root, "/proc/device-tree/compatible"), 4096) or ""
+    socs = [c for c in compatible.split("\x00") if c.startswith("nvidia,tegra")]
+    if socs:
+        return f"{socs[-1]} (/proc/device-tree/compatible)"
+    return None

@@ -56,6 +56,11 @@ def _device(data: Any, fallback_index: int) -> TorchDevice:
         matmul_ok=_opt(data, "matmul_ok", bool),
         matmul_max_error=_opt(data, "matmul_max_error", float),
         error=_opt(data, "error", str),
+        uuid=_opt(data, "uuid", str),
+        pci_bus_id=_opt(data, "pci_bus_id", str),
+        matmul_tolerance=_opt(data, "matmul_tolerance", float),
+        matmul_precision=_opt(data, "matmul_precision", str),
+        bf16_supported=_opt(data, "bf16_supported", bool),
     )
 
 

@@ -3,16 +3,24 @@
 Install it with `FakeNvml(...).install(monkeypatch)`; `import pynvml` then returns the fake.
 Errors are given by name ("GpuIsLost") or code, per call (`fails={"nvmlDeviceGetPowerUsage":
 "NotSupported"}`), per GPU (`FakeGpu(fails=...)`, `FakeGpu(handle_error=...)`), or at init.
-The value "hang" blocks the call until `release()` (or 30 s), to test our timeout.
+The value "hang" blocks the call until `release()` (or 30 s), to test our timeout; a float
+makes the call take that many seconds, then answer.
+`driver_lacks={"nvmlDeviceGetCurrentClocksEventReasons"}` models new bindings on an old
+driver: the Python function exists but its C symbol does not (FunctionNotFound), as the real
+bindings behave (they look each symbol up when called). The default GPU is the H100 of
+tests/factories.py.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+
+from factories import MIB, MODELS, uuid
 
 # nvml.h codes, as in nvidia-ml-py.
 CODES = {
@@ -37,6 +45,14 @@ CODES = {
     "InUse": 19,
     "Memory": 20,
     "NoData": 21,
+    "VgpuEccNotSupported": 22,
+    "InsufficientResources": 23,
+    "FreqNotSupported": 24,
+    "ArgumentVersionMismatch": 25,
+    "Deprecated": 26,
+    "NotReady": 27,
+    "GpuNotFound": 28,
+    "InvalidState": 29,
     "Unknown": 999,
 }
 
@@ -68,25 +84,29 @@ for _name, _code in CODES.items():
     ERROR_CLASSES[_name] = _cls
 
 
+_H100 = MODELS["h100"]
+
+
 @dataclass
 class FakeGpu:
-    name: str = "NVIDIA H100 80GB HBM3"
-    uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
+    name: str = _H100.name
+    uuid: str = uuid("fake-h100-0")
     bus_id: bytes = b"00000000:18:00.0"
     cc: tuple[int, int] = (9, 0)
-    memory_total: int = 85520809984
-    memory_used: int = 566755328
-    pcie_gen: int = 5
-    pcie_gen_max: int = 5
-    pcie_width: int = 16
-    pcie_width_max: int = 16
+    memory_total: int = _H100.memory
+    memory_used: int = 4 * MIB  # what v2 reports (and nvidia-smi >= R510 shows) at idle
+    memory_reserved: int = 562561024  # v1 counts it as used: 540.5 MiB on an idle H100
+    pcie_gen: int = _H100.pcie_gen
+    pcie_gen_max: int = _H100.pcie_gen
+    pcie_width: int = _H100.pcie_width
+    pcie_width_max: int = _H100.pcie_width
     temperature: int = 31
     power_mw: int = 71500
-    power_limit_mw: int = 700000
+    power_limit_mw: int = int(_H100.power_limit_w * 1000)
     sm_clock: int = 345
-    sm_clock_max: int = 1980
-    mem_clock: int = 2619
-    mem_clock_max: int = 2619
+    sm_clock_max: int = _H100.sm_clock_max
+    mem_clock: int = _H100.mem_clock_max  # HBM stays at its one clock at idle
+    mem_clock_max: int = _H100.mem_clock_max
     reasons: int = 0x1  # gpu_idle
     utilization: int = 0
     ecc: tuple[int, int] = (1, 1)
@@ -98,6 +118,8 @@ class FakeGpu:
     remapped: tuple[int, int, int, int] = (0, 0, 0, 0)
     persistence: int = 1
     mig: tuple[int, int] = (0, 0)
+    mig_devices: tuple[str, ...] = ()  # MIG device UUIDs, filling the first slots
+    mig_slots: int = 7  # nvmlDeviceGetMaxMigDeviceCount
     compute_mode: int = 0
     fails: dict[str, Any] = field(default_factory=dict)  # function name -> error name | "hang"
     handle_error: str | None = None
@@ -116,6 +138,7 @@ class FakeNvml:
         nvml_version: str = "12.550.54.14",
         fails: dict[str, Any] | None = None,
         missing: tuple[str, ...] = (),
+        driver_lacks: tuple[str, ...] = (),
     ):
         self.gpus = [FakeGpu()] if gpus is None else gpus
         self.init_error = init_error
@@ -128,6 +151,8 @@ class FakeNvml:
         self.calls: list[str] = []
         self._release = threading.Event()
         self._missing = set(missing)
+        self.driver_lacks = set(driver_lacks)
+        self.nvmlMemory_v2 = 0x02000028  # pynvml's struct version constant
         self.NVMLError = NVMLError
         for name, cls in ERROR_CLASSES.items():
             setattr(self, f"NVMLError_{name}", cls)
@@ -153,9 +178,15 @@ class FakeNvml:
         if how == "hang":
             self._release.wait(30)
             return
+        if isinstance(how, float):  # a slow call: seconds to take, then answer
+            time.sleep(how)
+            return
         raise NVMLError(CODES[how] if isinstance(how, str) else how)
 
-    def _gpu(self, handle: Any, fn: str) -> FakeGpu:
+    def _gpu(self, handle: Any, fn: str, symbol: str | None = None) -> FakeGpu:
+        if (symbol or fn) in self.driver_lacks:  # the bindings have it, the driver does not
+            self.calls.append(symbol or fn)
+            raise NVMLError(CODES["FunctionNotFound"])
         gpu = self.gpus[handle]
         self._maybe_fail(fn, gpu.fails.get(fn) or self.fails.get(fn))
         return gpu
@@ -196,6 +227,8 @@ class FakeNvml:
         return self._gpu(h, "nvmlDeviceGetName").name
 
     def nvmlDeviceGetUUID(self, h):
+        if isinstance(h, tuple):  # a MIG device handle
+            return self.gpus[h[0]].mig_devices[h[1]]
         return self._gpu(h, "nvmlDeviceGetUUID").uuid
 
     def nvmlDeviceGetPciInfo(self, h):
@@ -204,10 +237,20 @@ class FakeNvml:
     def nvmlDeviceGetCudaComputeCapability(self, h):
         return self._gpu(h, "nvmlDeviceGetCudaComputeCapability").cc
 
-    def nvmlDeviceGetMemoryInfo(self, h):
-        g = self._gpu(h, "nvmlDeviceGetMemoryInfo")
+    def nvmlDeviceGetMemoryInfo(self, h, version=None):
+        if version is None:  # v1: reserved memory counts as used
+            g = self._gpu(h, "nvmlDeviceGetMemoryInfo")
+            used = g.memory_used + g.memory_reserved
+            return SimpleNamespace(total=g.memory_total, used=used, free=g.memory_total - used)
+        assert version == self.nvmlMemory_v2
+        g = self._gpu(h, "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetMemoryInfo_v2")
+        free = g.memory_total - g.memory_used - g.memory_reserved
         return SimpleNamespace(
-            total=g.memory_total, used=g.memory_used, free=g.memory_total - g.memory_used
+            version=version,
+            total=g.memory_total,
+            reserved=g.memory_reserved,
+            used=g.memory_used,
+            free=free,
         )
 
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h):
@@ -225,6 +268,10 @@ class FakeNvml:
     def nvmlDeviceGetTemperature(self, h, sensor):
         assert sensor == 0, "only NVML_TEMPERATURE_GPU is queried"
         return self._gpu(h, "nvmlDeviceGetTemperature").temperature
+
+    def nvmlDeviceGetTemperatureV(self, h, sensor, version=0x100000C):
+        assert sensor == 0, "only NVML_TEMPERATURE_GPU is queried"
+        return self._gpu(h, "nvmlDeviceGetTemperatureV").temperature
 
     def nvmlDeviceGetPowerUsage(self, h):
         return self._gpu(h, "nvmlDeviceGetPowerUsage").power_mw
@@ -247,9 +294,10 @@ class FakeNvml:
         return self._gpu(h, "nvmlDeviceGetCurrentClocksThrottleReasons").reasons
 
     def nvmlDeviceGetUtilizationRates(self, h):
-        return SimpleNamespace(
-            gpu=self._gpu(h, "nvmlDeviceGetUtilizationRates").utilization, memory=0
-        )
+        g = self._gpu(h, "nvmlDeviceGetUtilizationRates")
+        if g.mig[0] == 1:  # utilisation is not reported for a GPU in MIG mode
+            raise NVMLError(CODES["NotSupported"])
+        return SimpleNamespace(gpu=g.utilization, memory=0)
 
     def nvmlDeviceGetEccMode(self, h):
         return list(self._gpu(h, "nvmlDeviceGetEccMode").ecc)
@@ -274,6 +322,16 @@ class FakeNvml:
 
     def nvmlDeviceGetMigMode(self, h):
         return list(self._gpu(h, "nvmlDeviceGetMigMode").mig)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        g = self._gpu(h, "nvmlDeviceGetMaxMigDeviceCount")
+        return g.mig_slots if g.mig[0] == 1 else 0
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, index):
+        g = self._gpu(h, "nvmlDeviceGetMigDeviceHandleByIndex")
+        if index >= len(g.mig_devices):
+            raise NVMLError(CODES["NotFound"])  # an empty slot
+        return (h, index)
 
     def nvmlDeviceGetComputeMode(self, h):
         return self._gpu(h, "nvmlDeviceGetComputeMode").compute_mode
