@@ -39,7 +39,7 @@ class Node:
 @dataclass(frozen=True)
 class Drift:
     field: str
-    majority: str | None  # None: no value is held by more than half of the nodes
+    majority: str | None  # the most common value; None when two values tie for it
     counts: dict[str, int]  # value -> nodes with it ("none" where not recorded)
     nodes: tuple[tuple[str, str], ...]  # (node, value) for the nodes that differ
 
@@ -239,7 +239,8 @@ def _missing(
 
 
 def find_drift(nodes: Sequence[Node]) -> list[Drift]:
-    """Per field, the nodes whose value differs from the strict majority (all, if none)."""
+    """Per field, the nodes whose value differs from the most common one (all nodes, when
+    two values tie for most common: then no node can be called the odd one out)."""
     measured = [n for n in nodes if not n.summary.problem]
     out = []
     for key in DRIFT_FIELDS:
@@ -247,8 +248,8 @@ def find_drift(nodes: Sequence[Node]) -> list[Drift]:
         counts = Counter(v for _, v in values)
         if len(counts) < 2:
             continue
-        top, top_n = counts.most_common(1)[0]
-        majority = top if top_n * 2 > len(values) else None
+        (top, top_n), (_, second_n) = counts.most_common(2)
+        majority = top if top_n > second_n else None  # the most common value, if one is
         differing = tuple((name, v) for name, v in values if v != majority)
         out.append(Drift(key, majority, dict(counts.most_common()), differing))
     return out

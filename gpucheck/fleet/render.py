@@ -84,7 +84,7 @@ def detail_lines(fleet: FleetReport) -> list[tuple[str, list[str]]]:
                 if n.expect_mismatches
             ],
         ),
-        ("Drift (differs from the majority)", [drift_line(d) for d in fleet.drift]),
+        ("Drift (differs from the most common value)", [drift_line(d) for d in fleet.drift]),
         (
             "Outliers (>10% below the fleet median of the same GPU model)",
             [
