@@ -1,6 +1,6 @@
 """Table-driven: machines (driver x GPU x OS x Python) -> the expected build and command.
 
-Every expectation follows from shared/research/install_matrix.md through the policy in
+Every expectation follows from the sourced table (gpucheck/compat/*.json) through the policy in
 docs/recommend.md; the comment on a case says why when it is not obvious.
 """
 
