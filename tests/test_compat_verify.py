@@ -124,6 +124,38 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Pep691Handler(_QuietHandler):
+    """Serves the cu126 page as PEP 691 JSON to a client that asks for it; xpu fails (500);
+    rocm7.1 is a page without wheels (a portal, an error page)."""
+
+    def do_GET(self):
+        if self.path == "/whl/cu126/torch/" and PEP691 in self.headers.get("Accept", ""):
+            body = (INDEX / "pep691" / "cu126-torch.json").read_bytes()
+            return self._reply(200, PEP691, body)
+        if self.path == "/whl/xpu/torch/":
+            return self._reply(500, "text/plain", b"upstream error")
+        if self.path == "/whl/rocm7.1/torch/":
+            return self._reply(200, "text/html", b"<html><body>Sign in</body></html>")
+        return super().do_GET()
+
+    def _reply(self, status, ctype, body):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+def _serve(handler_class):
+    handler = functools.partial(handler_class, directory=str(INDEX))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture(scope="module")
 def observed(server):
     table = table_of(agreeing_parts())
@@ -392,6 +424,25 @@ def test_command_json_to_a_file_keeps_the_text(server, tmp_path, capsys):
     rc = verify(server, write_table(tmp_path, agreeing_parts()), "--json", str(target))
     assert rc == 0 and json.loads(target.read_text())["ok"] is True
     assert "No disagreement" in capsys.readouterr().out
+
+
+def test_pep691_json_unreadable_and_wheel_less_pages(tmp_path, capsys):
+    httpd = _serve(_Pep691Handler)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        obs, _ = cv.fetch_all(table_of(agreeing_parts()), f"{url}/whl/{{variant}}", url, 20)
+        rc = verify(url, write_table(tmp_path, agreeing_parts()), "--json")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(obs.index["cu126"]) == 3 * 3 * 6
+    assert "#sha256=" not in obs.index["cu126"][0].url  # from the JSON page: no hash fragment
+    assert "#sha256=" in obs.index["cu130"][0].url  # from an HTML page
+    assert "xpu" not in obs.index and "rocm7.1" not in obs.index
+    assert sorted(u.split("/torch/")[0].rsplit("/", 1)[1] for u in obs.unread) == ["rocm7.1", "xpu"]
+    assert cv.compare(table_of(agreeing_parts()), obs) == []
+    result = json.loads(capsys.readouterr().out)
+    assert rc == 2 and result["ok"] is False and len(result["unread"]) == 2
 
 
 def _closed_port() -> int:

@@ -250,6 +250,9 @@ def _compare_releases(table: CompatTable, obs: Observed) -> list[Disagreement]:
     return out
 
 
+MISSING = object()  # a page that could not be read (listed in Observed.unread)
+
+
 def candidate_variants(table: CompatTable) -> tuple[str, ...]:
     """CUDA indexes newer than any the table knows, to look for (a missing page is normal)."""
     cudas = sorted({v.cuda for r in table.releases for v in r.variants if v.cuda})
@@ -311,34 +314,46 @@ def fetch_all(
     res.update(run_jobs(jobs, deadline))
     res[f"index:{variants[0]}"] = res.pop("index")
 
-    def page(key: str, url: str) -> Page | None:
+    def page(key: str, url: str, parse: Any) -> Any:
+        """parse(page) for a 200; None for a 404 (no such page); MISSING when unreadable."""
         r = res.get(key)
         if isinstance(r, BaseException):
             obs.unread.append(f"{url}: {why(r)}")
+            return MISSING
+        if r.status == 404:
             return None
-        if r.status not in (200, 404):
+        if r.status != 200:
             obs.unread.append(f"{url}: HTTP {r.status}")
-            return None
-        return r
+            return MISSING
+        try:
+            return parse(r)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not such a page
+            obs.unread.append(f"{url}: not the page expected ({type(exc).__name__})")
+            return MISSING
+
+    def wheels(r: Page) -> list[Wheel]:
+        found = parse_simple_page(r.text, r.content_type, r.url)
+        if not found:  # a real project page lists wheels; a portal or error page does not
+            raise ValueError("no wheels listed")
+        return found
 
     for v in (*variants, *candidates):
-        p = page(f"index:{v}", page_url(v))
-        if p is not None and p.status == 200:
-            obs.index[v] = parse_simple_page(p.text, p.content_type, p.url)
-        elif p is not None and v in variants:
-            obs.index[v] = None
-    p = page("pypi", f"{pypi}/pypi/torch/json")
-    if p is not None and p.status == 200:
-        obs.pypi, _latest = parse_pypi_project(p.text, p.url)
+        got = page(f"index:{v}", page_url(v), wheels)
+        if got is not MISSING and (got is not None or v in variants):
+            obs.index[v] = got
+    got = page("pypi", f"{pypi}/pypi/torch/json", lambda r: parse_pypi_project(r.text, r.url))
+    if got is None:
+        obs.unread.append(f"{pypi}/pypi/torch/json: HTTP 404")
+    elif got is not MISSING:
+        obs.pypi = got[0]
     for tv in tvs:
-        p = page(f"tv:{tv}", f"{pypi}/pypi/torchvision/{tv}/json")
-        if p is not None:
-            obs.torchvision_pins[tv] = (
-                torch_pin(parse_pypi_release(p.text)) if p.status == 200 else None
-            )
-    p = page("tv", f"{pypi}/pypi/torchvision/json")
-    if p is not None and p.status == 200:
-        obs.torchvision_latest = parse_pypi_project(p.text, p.url)[1] or None
+        url = f"{pypi}/pypi/torchvision/{tv}/json"
+        got = page(f"tv:{tv}", url, lambda r: torch_pin(parse_pypi_release(r.text)))
+        if got is not MISSING:
+            obs.torchvision_pins[tv] = got
+    got = page("tv", f"{pypi}/pypi/torchvision/json", lambda r: parse_pypi_project(r.text)[1])
+    if got not in (None, MISSING):
+        obs.torchvision_latest = got or None
     # 3. the metadata of one PyPI wheel per platform; the newest torchvision's pin
     jobs, meta = {}, {}
     for rel in table.releases:
@@ -353,17 +368,17 @@ def fetch_all(
         jobs["tv-latest"] = get(f"{pypi}/pypi/torchvision/{latest}/json")
     res.update(run_jobs(jobs, deadline))
     for key, (version, plat, wheel) in meta.items():
-        p = page(key, wheel.url + ".metadata")
-        if p is not None and p.status == 200:
-            py = sorted(wheel.pythons)[0] if wheel.pythons else "3.12"
-            reqs = parse_metadata(p.text)
-            obs.pypi_default.setdefault(version, {})[plat] = variant_of_requirements(reqs, plat, py)
-        elif p is not None:
-            obs.unread.append(f"{wheel.url}.metadata: HTTP {p.status}")
+        py = sorted(wheel.pythons)[0] if wheel.pythons else "3.12"
+        got = page(key, wheel.url + ".metadata", lambda r: parse_metadata(r.text))
+        if got is None:
+            obs.unread.append(f"{wheel.url}.metadata: HTTP 404")
+        elif got is not MISSING:
+            obs.pypi_default.setdefault(version, {})[plat] = variant_of_requirements(got, plat, py)
     if "tv-latest" in jobs:
-        p = page("tv-latest", f"{pypi}/pypi/torchvision/{latest}/json")
-        if p is not None and p.status == 200:
-            obs.torchvision_pins[latest] = torch_pin(parse_pypi_release(p.text))
+        url = f"{pypi}/pypi/torchvision/{latest}/json"
+        got = page("tv-latest", url, lambda r: torch_pin(parse_pypi_release(r.text)))
+        if got not in (None, MISSING):
+            obs.torchvision_pins[latest] = got
     return obs, candidates
 
 
