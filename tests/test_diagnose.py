@@ -734,3 +734,76 @@ def test_recorded_snapshots(name):
     path = pathlib.Path(__file__).parent / "fixtures" / "snapshots" / "recorded" / f"{name}.json"
     snap = Snapshot.from_json(path.read_text())
     assert found(snap) == RECORDED[name]
+
+
+# --- issue 9 / issue 10: focused behaviour ------------------------------------------------------
+
+
+def test_repeated_visible_device_is_called_a_repeat_not_a_missing_gpu():
+    s = with_env(load(HEALTHY), CUDA_VISIBLE_DEVICES="0,1,1,2")
+    (f,) = [f for f in diagnose(s) if f.id == "GC110"]
+    assert "twice" in f.title and "does not exist" not in f.title
+    (g,) = [
+        f for f in diagnose(with_env(load(HEALTHY), CUDA_VISIBLE_DEVICES="0,9")) if f.id == "GC110"
+    ]
+    assert "does not exist" in g.title
+
+
+def test_uvm_missing_is_judged_by_the_torch_child():
+    s = load("cuda_unavailable_uvm")
+    assert sev(s, "GC114") == E  # the child ran and CUDA failed
+    assert sev(replace(s, torch_runtime=None), "GC114") == W  # not run: "may fail"
+    ok = load("uvm_node_created_by_cuda")
+    assert sev(ok, "GC114") is None  # CUDA initialised: nvidia-modprobe made the node
+
+
+def test_exclusive_process_gpu_held_elsewhere_is_busy_not_faulty():
+    s = with_gpu(load(HEALTHY), 3, compute_mode="exclusive_process")
+    rt = s.torch_runtime
+    err = "torch.AcceleratorError: CUDA error: CUDA-capable device(s) is/are busy or unavailable"
+    devs = list(rt.devices)
+    devs[3] = replace(devs[3], error=err, matmul_ok=None, matmul_max_error=None)
+    s = replace(s, torch_runtime=replace(rt, devices=tuple(devs)))
+    (f,) = [f for f in diagnose(s) if f.id == "GC215"]
+    assert f.severity is Severity.WARN and f.gpu == 3 and "busy" in f.title
+    assert "xid" not in f.fix.lower() and "nvidia-smi --query-compute-apps" in f.fix
+
+
+def test_cuda_index_is_not_the_nvml_index():
+    s = load("cuda_order_differs")
+    assert facts.nvml_index(s, 0) == 1 and facts.nvml_index(s, 1) == 0
+    (f,) = [f for f in diagnose(s) if f.id == "GC215"]
+    assert f.gpu == 0 and "cuda:1" in f.title and "cuda:1 (GPU 0)" in f.evidence[0]
+    # no UUID or bus id and several GPUs: unknown, never guessed
+    rt = s.torch_runtime
+    bare = tuple(replace(d, uuid=None, pci_bus_id=None) for d in rt.devices)
+    assert facts.nvml_index(replace(s, torch_runtime=replace(rt, devices=bare)), 1) is None
+    # joined on the PCI bus id when the UUID is missing
+    by_bus = tuple(replace(d, uuid=None) for d in rt.devices)
+    assert facts.nvml_index(replace(s, torch_runtime=replace(rt, devices=by_bus)), 0) == 1
+
+
+def test_one_gpu_not_ours_is_info_and_names_it():
+    s = with_gpu(load(HEALTHY), 5)
+    gs = list(s.gpus)
+    gs[5] = Gpu(index=5, error="NoPermission")
+    s = replace(s, gpus=tuple(gs))
+    got = [(f.id, f.severity.value, f.gpu) for f in diagnose(s) if f.id in ("GC301", "GC312")]
+    assert got == [("GC312", I, 5)]
+
+
+def test_jetson_without_cuda_in_torch_is_an_error():
+    s = load("jetson_orin")
+    rt = replace(s.torch_runtime, cuda_available=False, device_count=0, devices=(),
+                 error="UserWarning: CUDA initialization: Found no NVIDIA driver")  # fmt: skip
+    got = {(f.id, f.severity.value) for f in diagnose(replace(s, torch_runtime=rt))}
+    assert got == {("GC115", E)}
+    assert found(replace(s, torch_runtime=None)) == {("GC115", I, None)}  # never GC101
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_titles_do_not_repeat_the_gpu(name):
+    # renderers append "(GPU n)" from `gpu`; a title that names it too reads "GPU 0 ... (GPU 0)"
+    for f in diagnose(load(name)):
+        if f.gpu is not None:
+            assert f"GPU {f.gpu}" not in f.title, f.title

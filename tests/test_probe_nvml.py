@@ -503,3 +503,22 @@ def test_error_codes_table_matches_fake():
 
     for name, code in CODES.items():
         assert ERROR_NAMES[code] == name
+
+
+def test_probed_text_is_cleaned_once_at_the_probe(monkeypatch, tmp_path):
+    # A GPU name with ESC and NUL must reach neither the terminal nor JUnit XML raw.
+    FakeNvml([FakeGpu(name="NVIDIA\x1b[31m H100\x00x\x9b")]).install(monkeypatch)
+    env = _fake_smi(tmp_path, "exit 1")
+    snap = _collect(_fake_tree(tmp_path, proc_version=PROC), env)
+    assert snap.gpus[0].name == "NVIDIA\\x1b[31m H100\\x00x\\x9b"
+    assert snap.driver.version == "550.54.14"  # clean text untouched
+
+
+def test_clean_keeps_newlines_and_rebuilds_only_what_changed():
+    from gpucheck.probe.clean import clean
+    from gpucheck.snapshot import Driver
+
+    d = Driver(version="550", errors=("line one\nline two\tend",))
+    assert clean(d) is d
+    dirty = Driver(version="5\x0750", errors=("ok",))
+    assert clean(dirty) == Driver(version="5\\x0750", errors=("ok",))

@@ -192,3 +192,31 @@ def test_amd_gpus_from_kfd_topology(tmp_path):
     write(root, f"{nodes}/2/properties", "simd_count 304\ngfx_target_version 90402\n")
     assert system.amd_gfx(str(root)) == ("gfx942", "gfx942")
     assert system.amd_gfx(str(tmp_path / "nothing")) == ()
+
+
+def test_jetson_is_detected_from_l4t_or_the_device_tree(tmp_path):
+    # L4T's release file first, else the SoC in the device tree (Linux's tegra.yaml bindings).
+    root = tmp_path / "j"
+    write(
+        root,
+        "/etc/nv_tegra_release",
+        "# R36 (release), REVISION: 3.0, GCID: 36106755, BOARD: generic, EABI: aarch64\n",
+    )
+    assert system.tegra(str(root)) == "R36 (release), REVISION: 3.0 (/etc/nv_tegra_release)"
+    root = tmp_path / "dt"
+    write(
+        root,
+        "/proc/device-tree/compatible",
+        "nvidia,p3737-0000+p3701-0005\x00nvidia,p3701-0005\x00nvidia,tegra234\x00",
+    )
+    assert system.tegra(str(root)) == "nvidia,tegra234 (/proc/device-tree/compatible)"
+    root = tmp_path / "pc"
+    write(root, "/proc/device-tree/compatible", "raspberrypi,4-model-b\x00brcm,bcm2711\x00")
+    assert system.tegra(str(root)) is None
+    assert system.tegra(str(tmp_path / "nothing")) is None
+
+
+def test_tf32_override_is_recorded(tree):
+    env = {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1", "PATH": "/usr/bin"}
+    info = system.probe_system(str(tree), env, inspect_python(None, env))
+    assert info.env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"] == "1"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 
 import gpucheck
+from gpucheck.probe.clean import clean
 from gpucheck.probe.cuda_libs import probe_cuda
 from gpucheck.probe.fallbacks import (
     PROC_VERSION,
@@ -93,7 +94,9 @@ def collect(
     """
     started = time.perf_counter()
     env = dict(os.environ if env is None else env)
-    nvml = NvmlProbe(nvml_timeout)
+    # NVML's limit bounds the wait for the next GPU; while a torch child runs (and initialises
+    # the same GPUs) NVML may take as long as the child may, which the caller has bounded.
+    nvml = NvmlProbe(nvml_timeout, max_total=max(nvml_timeout, torch_timeout if torch_child else 0))
     pyenv = inspect_python(python, env)
     torch = probe_torch_static(pyenv)
 
@@ -112,15 +115,17 @@ def collect(
     driver, gpus = _driver_and_gpus(nvml.wait(), root, env, smi_timeout)
     if child is not None:
         runtime = child.wait()
-    return Snapshot(
-        system=system,
-        driver=driver,
-        gpus=gpus,
-        cuda=cuda,
-        torch=torch,
-        torch_runtime=runtime,
-        identity=probe_identity(root, env),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        gpucheck_version=gpucheck.__version__,
-        probe_seconds=round(time.perf_counter() - started, 4),
+    return clean(  # probed text may hold control characters: made visible once, here
+        Snapshot(
+            system=system,
+            driver=driver,
+            gpus=gpus,
+            cuda=cuda,
+            torch=torch,
+            torch_runtime=runtime,
+            identity=probe_identity(root, env),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            gpucheck_version=gpucheck.__version__,
+            probe_seconds=round(time.perf_counter() - started, 4),
+        )
     )
