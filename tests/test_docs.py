@@ -40,3 +40,31 @@ def test_every_flag_is_documented():
     finetune_doc = (ROOT / "docs" / "finetune.md").read_text()
     missing = sorted(o for o in _long_options(finetune_parser()) if f"`{o}" not in finetune_doc)
     assert missing == [], "python -m finetune flags missing from docs/finetune.md"
+
+
+def test_the_version_is_written_in_one_place():
+    """pyproject.toml reads it from gpucheck/__init__.py; nothing else spells it out."""
+    import gpucheck
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r'^dynamic = \["version"\]', project, re.M)
+    assert not re.search(r"^version\s*=", project, re.M)
+    assert 'path = "gpucheck/__init__.py"' in pyproject
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", gpucheck.__version__)
+
+
+def test_ci_runs_lint_and_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci
+    assert re.search(r"^make lint$", ci, re.M) and re.search(r"^make test$", ci, re.M)
+
+
+def test_no_shared_paths_in_docs():
+    """Users do not have the team's shared/ folder: say the fact and its source instead."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "docs").rglob("*")
+        if path.suffix in (".md", ".json") and "shared/" in path.read_text()
+    ]
+    assert offenders == []

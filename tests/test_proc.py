@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -147,3 +148,15 @@ def test_sigterm_ends_python_m_finetune_with_143(tmp_path):
         except ProcessLookupError:
             pass
         child.wait()
+
+
+def test_every_program_is_run_through_proc():
+    """One runner: nothing in the package imports subprocess except gpucheck/proc.py."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("gpucheck", "finetune")
+        for path in (ROOT / folder).rglob("*.py")
+        if path.name != "proc.py"
+        and re.search(r"^\s*(import|from) subprocess\b", path.read_text(), re.M)
+    ]
+    assert offenders == []
