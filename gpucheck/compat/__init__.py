@@ -27,6 +27,7 @@ from gpucheck.compat.model import (
     CondaBuild,
     GpuEntry,
     Release,
+    Status,
     ToolkitRow,
     Variant,
     _version,
@@ -273,9 +274,10 @@ def _build(parts: dict[str, Any], origin: str) -> CompatTable:
             name = _need(v, "name", str, vw)
             kind = kind_of_variant(name)
             vw = f"{where} {name}"
-            status = _need(v, "status", str, vw)
-            if status not in ("confirmed", "unconfirmed"):
-                raise CompatError(f"{vw}: status must be confirmed or unconfirmed")
+            try:
+                status = Status(_need(v, "status", str, vw))
+            except ValueError:
+                raise CompatError(f"{vw}: status must be confirmed or unconfirmed") from None
             _need(v, "source", str, vw)
             plats = tuple(_need(v, "platforms", list, vw))
             unplats = tuple(v.get("unconfirmed_platforms", ()))
@@ -371,6 +373,7 @@ __all__ = [
     "CompatTable",
     "GpuEntry",
     "Release",
+    "Status",
     "Variant",
     "build_table",
     "cuda_of_variant",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from gpucheck import versions
@@ -117,11 +118,21 @@ class ArchList:
         return " ".join(parts)
 
 
+class Status(str, Enum):
+    """Whether the sources confirm a build exists."""
+
+    CONFIRMED = "confirmed"
+    UNCONFIRMED = "unconfirmed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str  # "cu126", "cpu", "rocm7.2", "xpu"
     kind: str  # "cuda" | "rocm" | "xpu" | "cpu"
-    status: str  # "confirmed" | "unconfirmed"
+    status: Status
     platforms: tuple[str, ...]
     unconfirmed_platforms: tuple[str, ...] = ()
     arch: dict[str, ArchList | None] = field(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpucheck import versions
-from gpucheck.compat import ArchList, CompatTable, Release, Variant, parse_cc
+from gpucheck.compat import ArchList, CompatTable, Release, Status, Variant, parse_cc
 from gpucheck.recommend.machine import Machine, MachineGpu
 from gpucheck.recommend.model import Cause, DriverLevel, Kind, Problem
 
@@ -137,7 +137,7 @@ def evaluate(
 ) -> Eval:
     """Judge one build: platform, Python, then the driver and kernels (CUDA) or gfx (ROCm)."""
     ev = Eval(release, variant)
-    if variant.status != "confirmed":
+    if variant.status is not Status.CONFIRMED:
         ev.unknown.append(f"that torch {release.version} has a {variant.name} build")
     if check_platform:
         _check_platform(machine, ev)
