@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 DEFAULT_PYPI = "https://pypi.org"
 EXIT_OK, EXIT_DISAGREE, EXIT_UNREACHABLE = 0, 1, 2
 ARCH_NOTE = (
-    "GPU arch lists are not on the index: install the wheel on a machine with an NVIDIA GPU "
-    'and run `python -c "import torch; print(torch.cuda.get_arch_list())"` (it returns [] '
-    "without a GPU), then write the list into `arch` as TORCH_CUDA_ARCH_LIST"
+    "GPU arch lists are not on the index: install the wheel and run "
+    '`python -c "import torch; print(torch.cuda.get_arch_list())"` (recent torch reads its '
+    "compile-time list without a GPU; older releases answer [] unless a GPU is visible), "
+    "then write the list into `arch` as TORCH_CUDA_ARCH_LIST"
 )
 PLATFORM_WORDS = {
     "linux-x86_64": "Linux x86_64",
