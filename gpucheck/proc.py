@@ -52,6 +52,13 @@ class Interrupted(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+SIGNALS = tuple(
+    s
+    for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+    if s is not None
+)
+_STARTING: list[Child] = []  # children between Popen and their registration in _LIVE
+_PENDING: list[int] = []  # a signal that came meanwhile, handled right after
 _LIVE: dict[int, subprocess.Popen] = {}  # pid -> child whose group is still ours to end
 
 
@@ -96,12 +103,24 @@ class Child:
         self.start_error: str | None = None
         self.start_exc: OSError | None = None  # why it could not start, for callers' own words
         pipes = {"capture": subprocess.PIPE, "inherit": None, "devnull": subprocess.DEVNULL}
+        # A signal between the start and the registration would orphan the child: the handler
+        # defers it until the child is registered, then ends it with the others. (Blocking the
+        # signals instead would leave them blocked in the child: the mask is inherited.)
+        _STARTING.append(self)
+        try:
+            self._start(stdin_inherit, pipes[stdout], pipes[stderr], env, cwd)
+        finally:
+            _STARTING.pop()
+        if _PENDING and not _STARTING:
+            _on_signal(_PENDING.pop(), None)
+
+    def _start(self, stdin_inherit: bool, stdout, stderr, env, cwd) -> None:
         try:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=None if stdin_inherit else subprocess.DEVNULL,
-                stdout=pipes[stdout],
-                stderr=pipes[stderr],
+                stdout=stdout,
+                stderr=stderr,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,  # its own group: a timeout or signal ends all of it
@@ -189,14 +208,11 @@ def run(argv: Sequence[str], *, timeout: float, **kwargs) -> Completed:
 
 # --- signals -----------------------------------------------------------------------------
 
-SIGNALS = tuple(
-    s
-    for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
-    if s is not None
-)
-
 
 def _on_signal(signum: int, _frame) -> None:
+    if _STARTING:
+        _PENDING[:] = [signum]
+        return
     kill_all()
     raise Interrupted(signum)
 

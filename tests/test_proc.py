@@ -160,3 +160,35 @@ def test_every_program_is_run_through_proc():
         and re.search(r"^\s*(import|from) subprocess\b", path.read_text(), re.M)
     ]
     assert offenders == []
+
+
+def test_signal_while_a_child_starts_is_deferred_then_ends_it():
+    proc._STARTING.append(None)  # as if Popen were running when the signal came
+    try:
+        proc._on_signal(signal.SIGTERM, None)  # deferred: no exception yet
+    finally:
+        proc._STARTING.pop()
+    started = []
+    real_start = proc.Child._start
+
+    def spy(self, *args):
+        real_start(self, *args)
+        started.append(self.proc)
+
+    try:
+        proc.Child._start = spy
+        with pytest.raises(proc.Interrupted) as info:
+            proc.Child(["sleep", "30"], timeout=30)
+    finally:
+        proc.Child._start = real_start
+    assert info.value.signum == signal.SIGTERM and proc._LIVE == {}
+    assert started[0].wait(timeout=5) == -signal.SIGKILL  # the new child was ended too
+
+
+def test_children_start_with_the_signal_mask_of_their_parent():
+    """Nothing is left blocked in a child (a blocked SIGTERM would outlive a cancel)."""
+    ours = [
+        ln for ln in pathlib.Path("/proc/self/status").read_text().splitlines() if "SigBlk" in ln
+    ]
+    done = proc.run(["grep", "SigBlk", "/proc/self/status"], timeout=10)
+    assert done.stdout.split() == ours[0].split()
