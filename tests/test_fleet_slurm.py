@@ -167,3 +167,40 @@ def test_drain_reason_is_short_and_one_line():
     reason = drain_reason([("GC302", 'Uncorrectable "ECC"\nerrors ' + "x" * 200), ("GC305", "t")])
     assert reason.startswith("gpucheck: GC302,GC305 Uncorrectable ECC errors")
     assert len(reason) <= 80 and "\n" not in reason and '"' not in reason
+
+
+# --- one node's task, without a cluster ------------------------------------------------------
+
+
+def test_a_task_that_times_out_leaves_an_error_file_and_a_failed_node(tmp_path, monkeypatch):
+    from gpucheck.cli import main
+    from gpucheck.fleet import task
+
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu09")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "gpu[09-10]")
+    monkeypatch.setattr(task, "GRACE_S", 0.0)  # the check cannot start in 10 ms: a timeout
+    code = task.main(
+        ["--out", str(tmp_path), "--timeout", "0.01", "--", "--from-snapshot", "$HOME/x.json"]
+    )
+    assert code == 1
+    assert not (tmp_path / "gpu09.json").exists()
+    assert "timed out" in (tmp_path / "gpu09.error").read_text()
+    assert (tmp_path / ".nodelist").read_text().strip() == "gpu[09-10]"
+    out = tmp_path / "fleet.json"
+    assert main(["fleet", str(tmp_path), "--nodes", "gpu[09-10]", "--json", str(out)]) == 1
+    fleet = json.loads(out.read_text())
+    (node,) = fleet["nodes"]
+    assert node["name"] == "gpu09" and node["status"] == "FAIL" and "timed out" in node["problem"]
+    assert fleet["missing"] == ["gpu10"]
+
+
+def test_a_task_writes_the_report_where_the_fleet_reads_it(tmp_path, monkeypatch):
+    from gpucheck.fleet import task
+
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu01")
+    monkeypatch.setenv("FIXTURE", str(SNAPSHOTS / "healthy_h100_x8.json"))
+    assert (
+        task.main(["--out", str(tmp_path), "--timeout", "60", "--", "--from-snapshot", "$FIXTURE"])
+        == 0
+    )
+    assert json.loads((tmp_path / "gpu01.json").read_text())["verdict"] == "PASS"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import shlex
@@ -207,10 +208,13 @@ def run_srun(
         check_args = shlex.split(args.check_args)
     except ValueError as exc:
         raise UsageError(f"--check-args: {exc}") from None
+    limit = args.node_timeout + SRUN_GRACE_S
     argv = [
         "srun",
         "--ntasks-per-node=1",
         "--kill-on-bad-exit=0",
+        # Slurm ends the step itself at the limit; our own timeout, a little later, is the backstop
+        f"--time={math.ceil(limit / 60)}",
         *args.srun,
         sys.executable,
         "-m",
@@ -222,8 +226,8 @@ def run_srun(
         "--",
         *check_args,
     ]
-    limit = args.node_timeout + SRUN_GRACE_S
-    done = run_cmd(argv, timeout=limit)
+    backstop = limit + SRUN_GRACE_S
+    done = run_cmd(argv, timeout=backstop)
     if done.returncode is None and done.error and "could not run" in done.error:
         raise UsageError(f"--srun: {done.error} (is this a Slurm cluster?)")
     notes = [f"reports in {out}"]
@@ -238,19 +242,23 @@ def run_srun(
     files = list_reports([out])
     items = list(read_all(files))
     answered = {i.stem for i in items}
+    tail = [x for x in (done.stderr or "").splitlines() if x.strip()]
     if done.returncode is None:
-        notes.append(f"srun did not finish: {done.error}")
-    elif done.returncode != 0 and not failures:
-        tail = [x for x in (done.stderr or "").splitlines() if x.strip()]
-        notes.append(f"srun exited {done.returncode}" + (f": {tail[-1][:300]}" if tail else ""))
+        step = f"srun did not finish within {backstop:g} s"
+    elif done.returncode != 0:
+        step = f"srun exited {done.returncode}" + (f": {tail[-1][:300]}" if tail else "")
+    else:
+        step = None
+    silent = 0  # nodes without a report that srun does not explain by name
     for node in expected or sorted(failures):
         if node in answered:
             continue
-        why = failures.get(node)
-        if why is None and done.returncode is None:
-            why = f"no report: srun timed out after {limit:g} s"
-        if why is not None:
+        why = failures.get(node) or (f"no report ({step})" if step else None)
+        silent += node not in failures
+        if why is not None:  # else: srun succeeded without it, so it is missing
             items.append(NodeSummary(source=f"srun:{node}", stem=node, problem=why))
+    if step and (silent or not items):  # a node's exit 1 (it failed its check) is no news
+        notes.append(step)
     return items, expected, notes
 
 
