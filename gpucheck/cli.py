@@ -67,11 +67,6 @@ def build_parser() -> Parser:
     check = sub.add_parser("check", help="probe, diagnose, recommend and run the smoke benchmark")
     _add_report_options(check)
     _add_bench_options(check)
-    check.add_argument(
-        "--drain-on-error",
-        action="store_true",
-        help="Slurm: drain this node when an error finding is present (docs/fleet.md)",
-    )
 
     probe = sub.add_parser("probe", help="static probe only (no torch import, no benchmark): fast")
     _add_report_options(probe)
@@ -129,6 +124,11 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
         "--prometheus", metavar="FILE", help="write node_exporter textfile metrics to FILE"
     )
     out.add_argument("--dump-snapshot", metavar="FILE", help="write the raw snapshot to FILE")
+    out.add_argument(
+        "--drain-on-error",
+        action="store_true",
+        help="Slurm: drain this node when an error finding is present (docs/fleet.md)",
+    )
     out.add_argument("--quiet", "-q", action="store_true", help="no terminal report")
     out.add_argument(
         "--no-color", action="store_true", help="plain text (NO_COLOR is honoured too)"
@@ -255,9 +255,6 @@ def run_report_command(args: argparse.Namespace) -> int:
         notes=tuple(notes),
     )
     emit(report, args)
-    from gpucheck.fleet.hooks import after_report
-
-    after_report(report, args)
     return report.exit_code
 
 
@@ -299,6 +296,9 @@ def emit(report: Report, args: argparse.Namespace) -> None:
         from gpucheck.render.console import make_console, render_console
 
         render_console(report, make_console(color=False if args.no_color else None))
+    from gpucheck.fleet.hooks import after_report  # --prometheus, --drain-on-error
+
+    after_report(report, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
