@@ -6,7 +6,14 @@ imports torch or transformers (the child does).
 
 Finding ids (docs/findings.md): GC401 gate failed, GC402 non-finite loss, GC403 out of
 memory after the retry, GC404 timeout, GC405 crash, GC406 a GPU much slower than its peers,
-GC407 benchmark skipped (torch or transformers missing in that interpreter).
+GC407 benchmark skipped (torch or transformers missing in that interpreter); GC308 a PCIe
+link below its maximum while the benchmark loads the GPU (NVML sampled during the run).
+
+The whole-run deadline (`--timeout`) bounds the sum of the per-device runs: each device gets
+what is left (less a reserve for writing the report), and a device whose turn comes after
+the deadline is recorded as not run, so that a report is always written before any outer
+limit. Devices are named by CUDA index (`cuda:N`, what the child is told); findings carry the
+NVML index joined on UUID/PCI bus id (`diagnose.facts.nvml_index`), as nvidia-smi numbers them.
 """
 
 from __future__ import annotations
@@ -18,14 +25,35 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gpucheck.diagnose import declare, facts
 from gpucheck.findings import Finding, Severity
+from gpucheck.node import bench_glue  # torchrun runs; declares GC6xx
+from gpucheck.plain import StrEnum, to_plain, values
+from gpucheck.probe.sampler import NvmlSampler, Sample, busy
 from gpucheck.proc import Child
 from gpucheck.snapshot import Snapshot
 
-STATUSES = ("ok", "gate-failed", "nan-loss", "oom", "timeout", "crash", "skipped")
+
+class BenchStatus(StrEnum):
+    """How one benchmark run ended (the `status` of finetune's JSON, or what gpucheck saw)."""
+
+    OK = "ok"
+    GATE_FAILED = "gate-failed"
+    NAN_LOSS = "nan-loss"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    CRASH = "crash"
+    SKIPPED = "skipped"
+
+
+STATUSES = values(BenchStatus)
+declare("GC401", "GC402", "GC403", "GC404", "GC405", "GC406", "GC407", where="gpucheck.bench")
+REPORT_RESERVE_S = 5.0  # kept back from the whole-run deadline to judge and write the report
+MIN_RUN_S = 10.0  # a device with less time than this left is not started
+BUSY_PERCENT = 50  # utilisation at which a sample counts as "under load" (as GC308's rule)
 SLOW_RATIO = 0.7  # a GPU under 0.7x the median samples/s of its same-model peers is flagged
 _STDERR_TAIL = 2000
 
@@ -34,7 +62,7 @@ _STDERR_TAIL = 2000
 class BenchResult:
     device: str  # "cpu" | "cuda:N"
     preset: str
-    status: str  # one of STATUSES
+    status: BenchStatus  # a plain str of the same value is accepted too
     duration_s: float
     gpu_name: str | None = None
     error: str | None = None
@@ -44,20 +72,13 @@ class BenchResult:
     returncode: int | None = None
     stderr_tail: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    gpu: int | None = None  # NVML index of the device (None: CPU, or not joinable)
+    samples: tuple[Sample, ...] = ()  # NVML while it ran (GPU runs with NVML only)
+    sampling_error: str | None = None
+    not_run: bool = False  # the whole-run deadline came before this device's turn
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "gpu_name": self.gpu_name,
-            "preset": self.preset,
-            "status": self.status,
-            "duration_s": self.duration_s,
-            "error": self.error,
-            "result": self.result,
-            "command": list(self.command),
-            "retried_with_batch": self.retried_with_batch,
-            "returncode": self.returncode,
-        }
+        return to_plain(self)
 
 
 # --- what to run ----------------------------------------------------------------------------
@@ -194,8 +215,31 @@ def run_bench(
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
     gpu_name: str | None = None,
+    gpu: int | None = None,
 ) -> BenchResult:
-    """Run the benchmark once on `device` (retrying a CUDA OOM once with half the batch)."""
+    """Run the benchmark once on `device` (retrying a CUDA OOM once with half the batch),
+    sampling NVML GPU `gpu` meanwhile when it is given."""
+    sampler = NvmlSampler([gpu] if gpu is not None else []).start()
+    try:
+        result = _run_bench(preset, device, timeout, python, extra_args, gpu_name)
+    finally:
+        samples = sampler.stop()
+    return replace(
+        result,
+        gpu=gpu,
+        samples=tuple(samples),
+        sampling_error=sampler.error if gpu is not None else None,
+    )
+
+
+def _run_bench(
+    preset: str,
+    device: str,
+    timeout: float,
+    python: str,
+    extra_args: Sequence[str],
+    gpu_name: str | None,
+) -> BenchResult:
     t0 = time.monotonic()
     deadline = t0 + timeout
     cmd, rc, stderr, _s, _t, doc, status = _once(python, preset, device, timeout, extra_args)
@@ -256,23 +300,66 @@ def run_benches(
     timeout: float = 600.0,
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
+    deadline: float | None = None,
+    launch: dict[str, Any] | None = None,
 ) -> list[BenchResult]:
-    """The benchmark on `device`, or on every usable GPU in turn (or the CPU)."""
+    """The benchmark on `device`, or on every usable GPU in turn (or the CPU).
+
+    `timeout` bounds each run; `deadline` (a time.monotonic() value, the whole-run limit)
+    bounds their sum: each run gets what is left of it less REPORT_RESERVE_S, and devices
+    whose turn comes too late are returned as not run. Several GPUs (or the torchrun flags in
+    `launch`) run together as one DDP run instead: gpucheck/node/bench_glue.py.
+    """
     devices = [device] if device else bench_devices(snapshot)
     chosen = preset or choose_preset(snapshot)
     if device == "cpu" and preset is None:
         chosen = "tiny"
-    return [
-        run_bench(
+    nproc = bench_glue.ranks_for(snapshot, device, launch)
+    if nproc:
+        left = timeout if deadline is None else deadline - time.monotonic() - REPORT_RESERVE_S
+        limit = min(timeout, max(1.0, left))
+        kw = {"preset": chosen, "timeout": limit, "python": python, "extra_args": extra_args}
+        return [bench_glue.run_distributed_bench(snapshot, nproc, launch, **kw)]
+    results = []
+    for d in devices:
+        index = _gpu_index(d)
+        gpu = facts.nvml_index(snapshot, index) if index is not None else None
+        name = _gpu_name(snapshot, d)
+        limit = timeout
+        if deadline is not None:
+            left = deadline - time.monotonic() - REPORT_RESERVE_S
+            if left < MIN_RUN_S:
+                results.append(_not_run(chosen, d, name, gpu, left + REPORT_RESERVE_S))
+                continue
+            limit = min(timeout, left)
+        r = run_bench(
             preset=chosen,
             device=d,
-            timeout=timeout,
+            timeout=limit,
             python=python,
             extra_args=extra_args,
-            gpu_name=_gpu_name(snapshot, d),
+            gpu_name=name,
+            gpu=gpu,
         )
-        for d in devices
-    ]
+        if r.status == "timeout" and limit < timeout:
+            r = replace(r, error=f"{r.error}; the whole-run --timeout left it {limit:.0f} s")
+        results.append(r)
+    return results
+
+
+def _not_run(
+    preset: str, device: str, name: str | None, gpu: int | None, left: float
+) -> BenchResult:
+    return BenchResult(
+        device=device,
+        preset=preset,
+        status="timeout",
+        duration_s=0.0,
+        gpu_name=name,
+        error=f"not run: the whole-run --timeout had {max(0.0, left):.0f} s left at its turn",
+        gpu=gpu,
+        not_run=True,
+    )
 
 
 # --- findings -------------------------------------------------------------------------------
@@ -287,6 +374,11 @@ def _gpu_index(device: str) -> int | None:
     return None
 
 
+def _smi_i(r: BenchResult) -> str:
+    """ " -i N" with the NVML index when known (nvidia-smi's numbering, not CUDA's)."""
+    return f" -i {r.gpu}" if r.gpu is not None else ""
+
+
 def _who(r: BenchResult) -> str:
     return f"{r.device} ({r.gpu_name})" if r.gpu_name else r.device
 
@@ -299,7 +391,11 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
     results = list(results)
     out: list[Finding] = []
     for r in results:
-        gpu = _gpu_index(r.device)
+        if "launch" in r.extra:  # a torchrun run: GC620-GC623 name the rank, host and GPU
+            out.extend(bench_glue.distributed_findings(r))
+            if r.status in ("timeout", "crash"):
+                continue
+        gpu = r.gpu  # the NVML index (nvidia-smi's), not the CUDA one
         doc = r.result or {}
         ev = doc.get("eval") or {}
         tr = doc.get("train") or {}
@@ -358,7 +454,25 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
                     gpu,
                 )
             )
+        elif r.status == "timeout" and r.not_run:
+            out.append(
+                Finding(
+                    "GC404",
+                    Severity.WARN,
+                    f"the smoke benchmark did not run on {_who(r)}: the whole-run --timeout ran out",
+                    (*([r.error] if r.error else []),),
+                    "Give the run more time (`--timeout`), or benchmark fewer GPUs at a time "
+                    f"(`gpucheck bench --bench-device {r.device}`).",
+                    gpu,
+                )
+            )
         elif r.status == "timeout":
+            smaller = (
+                " or a smaller preset (`--bench-preset tiny`)"
+                if r.preset != "tiny"
+                else " or fewer steps (`gpucheck bench --bench-preset tiny` already runs the "
+                f"smallest model: `{_rerun(r, '--max-steps 20')}`)"
+            )
             out.append(
                 Finding(
                     "GC404",
@@ -367,8 +481,7 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
                     (*base, *([r.error] if r.error else [])),
                     "A hung or very slow device, or a timeout too short for the preset: check "
                     "`nvidia-smi` for a GPU stuck at 100% or in an error state, then rerun with more "
-                    "time (`gpucheck bench --bench-timeout 1800`) or a smaller preset "
-                    "(`--bench-preset tiny`).",
+                    f"time (`gpucheck bench --bench-timeout 1800`){smaller}.",
                     gpu,
                 )
             )
@@ -391,12 +504,65 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
                     Severity.INFO,
                     "smoke benchmark skipped: torch or transformers missing",
                     (*base, *([r.error] if r.error else [])),
-                    "Install the benchmark's packages: `pip install 'gpucheck[bench]'` (with the torch "
+                    "Install the benchmark's packages: `pip install 'gpu-path-check[bench]'` (with the torch "
                     "build `gpucheck recommend` names).",
                     gpu,
                 )
             )
     out.extend(_slow_gpus(results))
+    out.extend(pcie_under_load(results))
+    return out
+
+
+def pcie_under_load(results: Iterable[BenchResult]) -> list[Finding]:
+    """GC308 judged on the NVML samples taken while the benchmark loaded each GPU.
+
+    At idle the link trains down by design; under load it should run at its maximum
+    generation and width. A link below either while the GPU is busy is a slot, riser or BIOS
+    problem (PCI Express Base Specification: link speed and width are negotiated at training).
+    """
+    out = []
+    for r in results:
+        load = busy(r.samples, BUSY_PERCENT)
+        if r.gpu is None or not load:
+            continue
+        gens = [s.pcie_gen_current for s in load if s.pcie_gen_current is not None]
+        widths = [s.pcie_width_current for s in load if s.pcie_width_current is not None]
+        gen_max = next((s.pcie_gen_max for s in load if s.pcie_gen_max), None)
+        width_max = next((s.pcie_width_max for s in load if s.pcie_width_max), None)
+        if not gens or not widths or gen_max is None or width_max is None:
+            continue
+        # the link as it ran most of the time under load
+        gen, width = statistics.median_low(gens), statistics.median_low(widths)
+        ev = (
+            f"{_who(r)}: PCIe gen {gen} of {gen_max}, width x{width} of x{width_max} "
+            f"(median of {len(load)} NVML samples at >= {BUSY_PERCENT}% utilization)",
+            f"lowest seen under load: gen {min(gens)}, x{min(widths)}",
+        )
+        if gen < gen_max or width < width_max:
+            out.append(
+                Finding(
+                    "GC308",
+                    Severity.WARN,
+                    "PCIe link runs below its maximum under load",
+                    ev,
+                    "Reseat the card in a CPU-attached x16 slot, use a riser rated for the PCIe "
+                    "generation, and check the BIOS PCIe speed setting; `sudo lspci -vv` shows "
+                    f"LnkSta, `nvidia-smi -q -i {r.gpu} -d PERFORMANCE` the link while it works.",
+                    r.gpu,
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "GC308",
+                    Severity.OK,
+                    "PCIe link runs at its maximum under load",
+                    ev,
+                    None,
+                    r.gpu,
+                )
+            )
     return out
 
 
@@ -427,11 +593,10 @@ def _slow_gpus(results: Sequence[BenchResult]) -> list[Finding]:
                             f"median {median:,.0f} samples/s, threshold {SLOW_RATIO}x",
                         ),
                         "A throttled or degraded card: check its clocks, temperature and power "
-                        "(`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i "
-                        f"{_gpu_index(r.device)}`) and its PCIe link (`nvidia-smi -q -i "
-                        f"{_gpu_index(r.device)} | grep -A3 'Link'`), and compare with the GPU "
-                        "health findings.",
-                        _gpu_index(r.device),
+                        f"(`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER{_smi_i(r)}`) and its "
+                        f"PCIe link (`nvidia-smi -q{_smi_i(r)} | grep -A3 'Link'`), and compare "
+                        "with the GPU health findings.",
+                        r.gpu,
                     )
                 )
     return out

@@ -2,12 +2,26 @@
 # The one script to run on a lent GPU machine (`make gpu-check`). That machine's python already
 # has torch, transformers, nvidia-ml-py, rich, packaging and pytest, and reaches no package
 # index: so no venv and no build isolation. Everything it learns goes to $OUT (default out/),
-# to become test fixtures (snapshots) and docs/benchmarks.md figures. Budget: well under 10 min.
+# to become test fixtures (snapshots) and docs/benchmarks.md figures.
+#
+# Budget: well under 10 minutes. Every step has its own `timeout`, and each gpucheck run is
+# given a whole-run --timeout well inside it (its deadline bounds the sum over every GPU and
+# keeps a reserve to write the report), so a report is written before any outer limit.
 set -u
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+STARTED=$(date +%s)
+step() { printf '\n=== %s (%s, +%ss)\n' "$1" "$(date -u +%H:%M:%S)" "$(($(date +%s) - STARTED))"; }
+# run LIMIT NAME CMD...: the command under an outer limit, its exit status and wall time noted
+run() {
+  local limit=$1 name=$2
+  shift 2
+  local t0=$(date +%s)
+  timeout -k 5 "$limit" "$@"
+  local rc=$?
+  echo "$name: exit $rc in $(($(date +%s) - t0)) s (outer limit $limit s)" | tee -a "$OUT/steps.txt"
+}
 
 step "install gpucheck (no deps, no build isolation)"
 if ! $PY -m pip install -q --no-deps --no-build-isolation -e . 2>"$OUT/pip.err"; then
@@ -16,28 +30,38 @@ if ! $PY -m pip install -q --no-deps --no-build-isolation -e . 2>"$OUT/pip.err";
 fi
 
 step "machine"
-{ nvidia-smi; nvidia-smi -q; } > "$OUT/nvidia-smi.txt" 2>&1
+{ nvidia-smi; nvidia-smi -q; nvidia-smi topo -m; } >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c 'import torch, transformers, sys; print(sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda); print("transformers", transformers.__version__)' | tee "$OUT/versions.txt"
 
 step "static probe"
-timeout 60 $PY -m gpucheck probe --dump-snapshot "$OUT/snapshot-static.json" --json "$OUT/probe.json"
-echo "exit $?"
+run 60 probe $PY -m gpucheck probe --dump-snapshot "$OUT/snapshot-static.json" --json "$OUT/probe.json" -q
 
-step "full check with the smoke benchmark (base preset on every GPU)"
-timeout 330 $PY -m gpucheck --bench-timeout 150 --timeout 300 \
-  --dump-snapshot "$OUT/snapshot.json" --json "$OUT/report.json" --markdown "$OUT/report.md"
-echo "exit $?"
+step "item 2: TF32 forced by the environment (NVIDIA containers set it): no GC215"
+TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 run 150 tf32 $PY -m gpucheck check --no-bench --timeout 120 \
+  --dump-snapshot "$OUT/snapshot-tf32.json" --json "$OUT/report-tf32.json" -q
 
-step "fine-tuning vs the Hugging Face Trainer, same model and data (cuda:0, base)"
-timeout 200 $PY -m finetune.compare --preset base --device cuda --json "$OUT/compare.json"
-echo "exit $?"
+step "item 5: CUDA index vs NVML index (only the last GPU visible: cuda:0 is NVML GPU n-1)"
+LAST_UUID=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | tail -1)
+CUDA_VISIBLE_DEVICES=$LAST_UUID run 150 cvd $PY -m gpucheck check --no-bench --timeout 120 \
+  --dump-snapshot "$OUT/snapshot-cvd.json" --json "$OUT/report-cvd.json" -q
 
-step "probe timing vs collect_env"
-timeout 90 $PY benchmarks/probe_speed.py --runs 5 --json "$OUT/bench-probe.json"
-timeout 90 $PY benchmarks/fault_times.py "$OUT/bench-faults.json"
-echo "exit $?"
+step "items 7 and 9: full check, base preset on every GPU, NVML sampled under load"
+run 240 check $PY -m gpucheck --timeout 210 --bench-timeout 180 \
+  --dump-snapshot "$OUT/snapshot.json" --json "$OUT/report.json" --markdown "$OUT/report.md" -q
+
+step "item 9: a whole-run --timeout shorter than the benchmark: a partial report, on time"
+run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$OUT/report-deadline.json" -q
+
+step "what the runs say (items 2, 5, 7, 9)"
+$PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
 
 step "GPU-only tests"
-timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
-echo "exit $?"
+run 300 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
+
+step "fine-tuning vs the Hugging Face Trainer, same model and data (cuda:0, base)"
+run 150 compare $PY -m finetune.compare --preset base --device cuda --json "$OUT/compare.json"
+
+step "probe timing vs collect_env"
+run 60 probe_speed $PY benchmarks/probe_speed.py --runs 5 --json "$OUT/bench-probe.json"
 ls -la "$OUT"
+echo "total: $(($(date +%s) - STARTED)) s"
