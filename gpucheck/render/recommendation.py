@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from gpucheck.recommend.model import Action, Recommendation
@@ -65,11 +66,20 @@ def _sentence(console: Console, prefix: str, text: str, style: str) -> None:
     """Prose wraps; a command inside it goes on its own unwrapped line."""
     m = _COMMAND.search(text)
     if m is None:
-        console.print(Text(prefix + text, style=style))
+        console.print(_hanging(prefix, text, style))
         return
     prose = text[: m.start()].rstrip(" :(")
     command = text[m.start() :]
     if command.endswith(")") and "(" not in command:
         command = command[:-1]
-    console.print(Text(prefix + prose + ":", style=style))
+    console.print(_hanging(prefix, prose + ":", style))
     _command(console, " " * (len(prefix) + 2), "", command)
+
+
+def _hanging(prefix: str, text: str, style: str) -> Table:
+    """`prefix` then `text`, wrapped lines aligned under the text, not under the margin."""
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row(Text(prefix, style=style), Text(text, style=style))
+    return grid
