@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from gpucheck.recommend.model import Action, Recommendation
@@ -66,20 +65,20 @@ def _sentence(console: Console, prefix: str, text: str, style: str) -> None:
     """Prose wraps; a command inside it goes on its own unwrapped line."""
     m = _COMMAND.search(text)
     if m is None:
-        console.print(_hanging(prefix, text, style))
+        _hanging(console, prefix, text, style)
         return
     prose = text[: m.start()].rstrip(" :(")
     command = text[m.start() :]
     if command.endswith(")") and "(" not in command:
         command = command[:-1]
-    console.print(_hanging(prefix, prose + ":", style))
+    _hanging(console, prefix, prose + ":", style)
     _command(console, " " * (len(prefix) + 2), "", command)
 
 
-def _hanging(prefix: str, text: str, style: str) -> Table:
+def _hanging(console: Console, prefix: str, text: str, style: str) -> None:
     """`prefix` then `text`, wrapped lines aligned under the text, not under the margin."""
-    grid = Table.grid()
-    grid.add_column(no_wrap=True)
-    grid.add_column()
-    grid.add_row(Text(prefix, style=style), Text(text, style=style))
-    return grid
+    width = max(20, console.width - len(prefix))
+    for i, line in enumerate(Text(text, style=style).wrap(console, width)):
+        line.rstrip()
+        lead = Text(prefix if i == 0 else " " * len(prefix), style=style)
+        console.print(lead + line, soft_wrap=True)
