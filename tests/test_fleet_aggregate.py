@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
-from conftest import SCHEMAS, SNAPSHOTS
+from conftest import ROOT, SCHEMAS, SNAPSHOTS
 
 from gpucheck.cli import main
 from gpucheck.fleet.aggregate import aggregate
@@ -286,3 +286,31 @@ def test_aggregate_streams_its_input_once(tmp_path):
     report = aggregate(items)
     assert len(report.nodes) == 3
     assert next(items, None) is None
+
+
+def test_matmul_outliers_from_node_reports(tmp_path, capsys):
+    # `gpucheck node` reports carry the measured figures: GPU 5 of this recorded 8x H100 node
+    # reaches 642 TFLOPS against ~760 for its peers, on every node that reports it.
+    figures = ROOT / "tests" / "fixtures" / "node" / "h100_sxm_x8.json"
+    for i in (1, 2, 3):
+        code = main(
+            [
+                "node",
+                "--from-snapshot",
+                str(HEALTHY),
+                "--from-figures",
+                str(figures),
+                "-q",
+                "--json",
+                str(tmp_path / f"gpu{i}.json"),
+            ]
+        )
+        assert code in (0, 1)
+    _, doc, _ = fleet(capsys, tmp_path)
+    matmul = [o for o in doc["outliers"] if o["metric"] == "matmul_tflops"]
+    assert sorted((o["node"], o["gpu"]) for o in matmul) == [
+        ("gpu1", "5"),
+        ("gpu2", "5"),
+        ("gpu3", "5"),
+    ]
+    assert all(o["value"] == 642.0 and o["model"] == "NVIDIA H100 80GB HBM3" for o in matmul)

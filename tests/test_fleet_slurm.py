@@ -204,3 +204,20 @@ def test_a_task_writes_the_report_where_the_fleet_reads_it(tmp_path, monkeypatch
         == 0
     )
     assert json.loads((tmp_path / "gpu01.json").read_text())["verdict"] == "PASS"
+
+
+def test_the_fast_node_check_drains_too(slurm):
+    # `gpucheck node` is the fast mode meant for HealthCheckProgram (docs/fleet.md)
+    env = dict(slurm.env, SLURMD_NODENAME="n1")
+    figures = SNAPSHOTS.parent / "node" / "acs_on.json"  # P2P blocked by ACS: an error
+    try:
+        r = slurm.run(
+            PY, "-m", "gpucheck", "node", "-q", "--drain-on-error",
+            "--from-snapshot", str(SNAPSHOTS / "healthy_h100_x8.json"),
+            "--from-figures", str(figures),
+            env=env, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 1, r.stderr
+        assert slurm.reason("n1").startswith("gpucheck: GC6"), slurm.reason("n1")
+    finally:
+        slurm.resume("n1")
