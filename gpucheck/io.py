@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from typing import TYPE_CHECKING
 
 from gpucheck.errors import UsageError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from gpucheck.snapshot import Snapshot
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # a snapshot or table larger than this is not ours
+FIFO_WAIT_S = 30.0  # how long a named pipe given as an output may take to get its reader
 
 _REFUSED = (
     (stat.S_ISDIR, "it is a folder"),
@@ -125,10 +127,7 @@ def _write_through(path: str, text: str) -> None:
     data = text.encode("utf-8")
     fd = _own_fd(path)
     try:
-        if fd is not None:
-            fd = os.dup(fd)
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)  # a FIFO waits here for its reader
+        fd = os.dup(fd) if fd is not None else _open_for_writing(path)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {_why(exc)}") from None
     try:
@@ -141,6 +140,26 @@ def _write_through(path: str, text: str) -> None:
         raise UsageError(f"cannot write {path}: {_why(exc)}") from None
     finally:
         os.close(fd)
+
+
+def _open_for_writing(path: str) -> int:
+    """Open a device or FIFO without creating or truncating it; a FIFO gets FIFO_WAIT_S for
+    its reader to come (never a hang: no reader at all is an error)."""
+    end = time.monotonic() + FIFO_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: a FIFO with no reader yet
+                raise
+            if time.monotonic() >= end:
+                raise OSError(
+                    errno.ENXIO, f"no reader on the pipe within {FIFO_WAIT_S:g} s"
+                ) from None
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)  # a slow reader slows the write, as a pipe does
+        return fd
 
 
 def _umask() -> int:

@@ -158,3 +158,13 @@ def test_binary_input_is_one_line(tmp_path):
     nul.write_text('{"a": "\x00"}')
     with pytest.raises(UsageError, match="is a binary file"):
         read_text(str(nul), "snapshot")
+
+
+def test_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    import gpucheck.io
+
+    monkeypatch.setattr(gpucheck.io, "FIFO_WAIT_S", 0.3)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="no reader on the pipe"):
+        write_atomic(str(fifo), "nobody listens")
