@@ -118,7 +118,10 @@ class Step:
     isolated: bool = False  # the installer ignores its configuration: only the shown sources
 
     def shown(self) -> str:
-        prefix = f"{CONFIG_OFF[0]}={CONFIG_OFF[1]} " if self.isolated and "pip" in self.argv else ""
+        prefix = ""
+        if self.isolated:  # the command as it runs: without the installer's configuration
+            uv = Path(self.argv[0]).name.startswith("uv")
+            prefix = "UV_NO_CONFIG=1 " if uv else f"{CONFIG_OFF[0]}={CONFIG_OFF[1]} "
         return prefix + shlex.join(self.argv)
 
 

@@ -290,3 +290,105 @@ def test_ctrl_c_removes_the_venv_it_was_building(tmp_path, snapshot, wheels, mon
     venv = tmp_path / "env"
     assert bootstrap("--venv", str(venv), "--yes", *common(snapshot, wheels)) == 130
     assert not venv.exists() and "interrupted" in capsys.readouterr().out
+
+
+# --- GC216: a torch/torchvision pair that does not match --------------------------------------
+
+
+def _pair_snapshot(torch_version: str, vision: str | None):
+    from gpucheck.probe.parsers import local_tag
+    from gpucheck.snapshot import Torch
+
+    return Snapshot(
+        system=System(
+            os="linux", arch="x86_64", python=PythonInfo(version=PY + ".0", executable="/x")
+        ),
+        torch=Torch(
+            installed=True,
+            version=torch_version,
+            local=local_tag(torch_version),
+            torchvision=vision,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "torch_version, vision, why",
+    [
+        ("2.13.0+cpu", "0.29.1", "does not pair"),  # the pair bootstrap used to make
+        ("2.14.1+cpu", "0.29.1", "the cu130 build"),  # +cpu torch, PyPI (CUDA) torchvision
+        ("2.14.1+cu126", "0.29.1+cpu", "the cpu build"),
+    ],
+)
+def test_gc216_mismatched_torchvision(torch_version, vision, why):
+    from gpucheck.diagnose import diagnose
+
+    found = [f for f in diagnose(_pair_snapshot(torch_version, vision)) if f.id == "GC216"]
+    assert len(found) == 1 and any(why in e for e in found[0].evidence), found
+    assert (
+        found[0].severity.value == "error"
+        and "pip install torchvision==" in (found[0].fix or "")
+        or "gpucheck recommend" in (found[0].fix or "")
+    )
+
+
+@pytest.mark.parametrize(
+    "torch_version, vision",
+    [
+        ("2.14.1+cpu", "0.29.1+cpu"),
+        ("2.14.1", "0.29.1"),
+        ("2.9.1+cu128", "0.24.1+cu128"),
+        ("2.14.1", None),
+    ],
+)
+def test_gc216_silent_for_a_matching_pair(torch_version, vision):
+    from gpucheck.diagnose import diagnose
+
+    assert not [f for f in diagnose(_pair_snapshot(torch_version, vision)) if f.id == "GC216"]
+
+
+def test_gc216_fix_names_the_exact_torchvision():
+    from gpucheck.diagnose import diagnose
+
+    (found,) = [f for f in diagnose(_pair_snapshot("2.14.1+cpu", "0.28.0")) if f.id == "GC216"]
+    assert (
+        "`pip install torchvision==0.29.1+cpu --index-url https://download.pytorch.org/whl/cpu`"
+        in found.fix
+    )
+
+
+def test_torchvision_version_is_read_statically(tmp_path):
+    """probe_torch_static reads torchvision's version from metadata, without importing it."""
+    from gpucheck.probe.pyenv import PyEnv
+    from gpucheck.probe.torch_static import probe_torch_static
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for wheel in (torch_wheel(tmp_path, "2.14.1+cpu"),):
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(site)
+    make_wheel(
+        tmp_path, "torchvision", "0.29.1+cpu", {"torchvision/__init__.py": "raise SystemExit"}
+    )
+    with zipfile.ZipFile(tmp_path / "torchvision-0.29.1+cpu-py3-none-any.whl") as zf:
+        zf.extractall(site)
+    torch = probe_torch_static(PyEnv(executable=sys.executable, path=(str(site),)))
+    assert torch.version == "2.14.1+cpu" and torch.torchvision == "0.29.1+cpu"
+
+
+def test_isolated_env_drops_sources_and_keeps_network_settings():
+    from gpucheck.bootstrap import Step
+    from gpucheck.bootstrap_guard import isolated_env
+
+    env = {
+        "PIP_FIND_LINKS": "/mirror",
+        "PIP_INDEX_URL": "http://m",
+        "PIP_CERT": "/ca.pem",
+        "A": "1",
+    }
+    out = isolated_env(env, {"proxy": "http://proxy:3128", "cert": "/other.pem"})
+    assert "PIP_FIND_LINKS" not in out and "PIP_INDEX_URL" not in out and out["A"] == "1"
+    assert out["PIP_CONFIG_FILE"] == os.devnull and out["UV_NO_CONFIG"] == "1"
+    assert out["PIP_PROXY"] == "http://proxy:3128" and out["PIP_CERT"] == "/ca.pem"  # env wins
+    uv = Step("install torch", ("/usr/bin/uv", "pip", "install", "torch"), 1.0, isolated=True)
+    assert uv.shown().startswith("UV_NO_CONFIG=1 /usr/bin/uv pip install")

@@ -49,6 +49,10 @@ def probe_torch_static(pyenv: PyEnv) -> Torch:
             req_dist = None
         if req_dist is not None:
             wheels.append(Package(name=req_dist.metadata["Name"] or name, version=req_dist.version))
+    try:
+        vision = _find("torchvision", path)
+    except (OSError, ValueError):
+        vision = None
     error = None
     if not version_py:
         error = "torch/version.py missing or unreadable"
@@ -62,4 +66,5 @@ def probe_torch_static(pyenv: PyEnv) -> Torch:
         nvidia_wheels=tuple(dict.fromkeys(wheels)),
         source=SOURCE,
         error=error,
+        torchvision=vision.version if vision is not None else None,
     )
