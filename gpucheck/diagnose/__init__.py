@@ -100,6 +100,7 @@ declare("GC901", where="gpucheck.diagnose.diagnose")
 
 # Rule modules register themselves on import.
 from gpucheck.diagnose import (  # noqa: E402,F401
+    rules_child,
     rules_driver,
     rules_health,
     rules_packages,

@@ -120,7 +120,7 @@ def arch_runs(cc: tuple[int, int], arch_list: tuple[str, ...] | list[str]) -> st
     """How a GPU of capability `cc` runs a build with `arch_list`: "cubin", "ptx" or None.
 
     A cubin for sm_X.y runs on the same major X with minor >= y; PTX compute_X.Y JIT-compiles
-    for any CC >= X.Y (install_matrix.md 3.3, compatibility rule).
+    for any CC >= X.Y (NVIDIA CUDA compatibility guide: binary and PTX compatibility).
     """
     archs = [a for a in (parse_arch(e) for e in arch_list) if a is not None]
     if any(a.kind == "sm" and a.exact and a.cc == cc for a in archs):

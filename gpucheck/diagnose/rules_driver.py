@@ -1,7 +1,10 @@
 """Rules GC101-GC106, GC113, GC115: is there an NVIDIA GPU, and does its driver work?
 
-Sources: shared/research/diag_anchors.md section 6 items 3 (version mismatch), 6 (nouveau /
-module not loaded); install_matrix.md section 7 (NVML error names).
+Sources: nvml.h (NVML_ERROR_* return codes: LIBRARY_NOT_FOUND, DRIVER_NOT_LOADED,
+LIB_RM_VERSION_MISMATCH, NO_PERMISSION); nvidia-smi's "Driver/library version mismatch" after
+a driver upgrade without reboot; NVIDIA's driver installation guide (blacklisting nouveau,
+DKMS rebuilds after a kernel update); PCI vendor id 0x10de in /sys/bus/pci/devices; Jetson:
+Linux Documentation/devicetree/bindings/arm/tegra.yaml and Syllo/nvtop#225 (no NVML).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""Rules GC301-GC311: GPU health (lost GPUs, ECC, retired pages, row remapping, throttling,
+"""Rules GC301-GC312: GPU health (lost GPUs, ECC, retired pages, row remapping, throttling,
 PCIe link, MIG, persistence and compute mode).
 
-Sources: shared/research/diag_anchors.md section 3.1 (nvidia-smi / NVML health fields, PCIe
-idle caveat), section 6 items 11 (MIG), 12 (GPU fell off the bus), 13 (PCIe), 14 (throttling)
-and the "extra checks" paragraph (DCGM L1: pending retirement, row-remap pending/failure,
-uncorrected volatile ECC > 0, persistence mode); DCGM DcgmGpuHardwareLimits.h for the
-retired-page limits (60, soft limit 15).
+Sources: nvml.h and `nvidia-smi -q` field documentation (ECC, retired pages, remapped rows,
+clock event reasons, PCIe link, MIG, persistence and compute mode; the PCIe link trains down at
+idle by design); NVIDIA's MIG user guide; Xid 79 (GPU has fallen off the bus) in NVIDIA's Xid
+error documentation; DCGM's level-1 diagnostics (pending retirement, row-remap pending/failure,
+uncorrected volatile ECC > 0, persistence mode) and DCGM DcgmGpuHardwareLimits.h for the
+retired-page limits (60, soft limit 15); nvml.h nvmlDeviceGetHandleByIndex_v2
+(NVML_ERROR_NO_PERMISSION for GPUs the process may not open).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Rules GC107-GC112, GC114: device nodes, visibility, containers, WSL2, /dev/shm.
 
-Sources: shared/research/diag_anchors.md section 6 items 5 (CUDA_VISIBLE_DEVICES), 9 (WSL2),
-10 (containers, /dev/shm), and the "extra checks" paragraph; nvidia-uvm: gorgonia/cu#2,
-ggml-org/llama.cpp#7218, ollama/ollama#8638, NVIDIA/nvidia-docker#423.
+Sources: the CUDA C Programming Guide, "CUDA Environment Variables" (CUDA_VISIBLE_DEVICES:
+entries after an invalid one are ignored; CUDA_DEVICE_ORDER); NVIDIA's CUDA on WSL user guide
+(no Linux driver inside WSL2); nvidia-container-toolkit documentation (--gpus); Docker's 64 MiB
+default /dev/shm; nvidia-uvm: gorgonia/cu#2, ggml-org/llama.cpp#7218, ollama/ollama#8638,
+NVIDIA/nvidia-docker#423.
 """
 
 from __future__ import annotations
