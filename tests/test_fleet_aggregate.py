@@ -314,3 +314,16 @@ def test_matmul_outliers_from_node_reports(tmp_path, capsys):
         ("gpu3", "5"),
     ]
     assert all(o["value"] == 642.0 and o["model"] == "NVIDIA H100 80GB HBM3" for o in matmul)
+
+
+def test_hostile_strings_in_a_report_reach_no_terminal_xml_or_markup(tmp_path, capsys):
+    evil = "\x1b[31mgpu9\x1b[0m[bold]\x00</testcase>\x07"
+    write_report(tmp_path, "a", slurm=evil, driver="550\x1b]0;title\x07.1")
+    write_report(tmp_path, "b", BROKEN)
+    junit = tmp_path / "f.xml"
+    assert main(["fleet", str(tmp_path), "--junit", str(junit), "--no-color"]) == 1
+    out, _ = capsys.readouterr()
+    assert "\x1b" not in out and "\x07" not in out and "\x00" not in out
+    assert "gpu9[bold]</testcase>" in out  # shown as text, not taken as rich markup
+    cases = [c.get("name") for c in ET.fromstring(junit.read_text()).iter("testcase")]
+    assert "gpu9[bold]</testcase>" in cases

@@ -12,6 +12,7 @@ from typing import Any
 
 from gpucheck import __version__
 from gpucheck.fleet.aggregate import DISPLAY_LIMIT, Drift, FleetReport, Node
+from gpucheck.render.junit import xml_text
 
 COLUMNS = ("node", "verdict", "GPUs", "driver", "CUDA", "torch", "errors", "samples/s")
 METRIC_LABEL = {"samples_per_s": "samples/s", "matmul_tflops": "matmul TFLOPS"}
@@ -139,10 +140,11 @@ def render_junit(fleet: FleetReport) -> str:
 
     def case(name: str, failure: str | None, detail: str) -> None:
         nonlocal failures
+        name, detail = xml_text(name), xml_text(detail)
         tc = ET.SubElement(suite, "testcase", name=name, classname="gpucheck.fleet.node")
         if failure is not None:
             failures += 1
-            ET.SubElement(tc, "failure", message=failure).text = detail
+            ET.SubElement(tc, "failure", message=xml_text(failure)).text = detail
         elif detail:
             ET.SubElement(tc, "system-out").text = detail
 
@@ -188,9 +190,9 @@ def render_console(fleet: FleetReport, console: Any) -> None:
             for col in COLUMNS:
                 table.add_column(col, no_wrap=col not in ("GPUs", "errors"))
             for n in fleet.nodes:
-                row = node_row(n)
-                row["verdict"] = Text(n.status, style=VERDICT_STYLE.get(n.status, ""))
-                table.add_row(*row.values())
+                cells = {k: Text(v) for k, v in node_row(n).items()}  # never rich markup
+                cells["verdict"] = Text(n.status, style=VERDICT_STYLE.get(n.status, ""))
+                table.add_row(*cells.values())
             console.print(Padding(table, (0, 0, 1, 0), expand=False))
         for title, lines in detail_lines(fleet):
             console.print(Text(title, style="bold"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,23 @@ class Unreadable:
 
 def stem_of(path: str) -> str:
     base = os.path.basename(path)
-    return base[: -len(".json")] if base.endswith(".json") else base
+    return clean(base[: -len(".json")] if base.endswith(".json") else base) or "?"
+
+
+# A report is a file from anywhere: its strings reach terminals, XML and markdown. Terminal
+# escape sequences (their printable tail would remain) and other control characters go, once,
+# here; what is left is capped at MAX_TEXT characters.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+MAX_TEXT = 200
+
+
+def clean(value: Any) -> Any:
+    """`value` without control characters and at most MAX_TEXT long, when it is a string."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROL.sub("", _ANSI.sub("", value)).strip()
+    return text[:MAX_TEXT] if text else None
 
 
 def read_report(path: str) -> NodeSummary | Unreadable:
@@ -116,7 +133,7 @@ def read_report(path: str) -> NodeSummary | Unreadable:
     try:
         return summarize(doc, path)
     except ReportError as exc:
-        return Unreadable(path, stem, str(exc))
+        return Unreadable(path, stem, clean(str(exc)) or "not a report")
 
 
 class ReportError(ValueError):
@@ -162,14 +179,14 @@ def summarize(doc: Any, source: str) -> NodeSummary:
     return NodeSummary(
         source=source,
         stem=stem_of(source),
-        slurm_node_name=ident.get("slurm_node_name"),
-        hostname=ident.get("hostname"),
-        machine_id=ident.get("machine_id"),
+        slurm_node_name=clean(ident.get("slurm_node_name")),
+        hostname=clean(ident.get("hostname")),
+        machine_id=clean(ident.get("machine_id")),
         verdict=verdict,
         gpu_count=len(snap.gpus),
         config=node_config(snap),
-        errors=tuple(dict.fromkeys(ids["error"])),
-        warnings=tuple(dict.fromkeys(ids["warn"])),
+        errors=tuple(dict.fromkeys(map(clean, ids["error"]))),
+        warnings=tuple(dict.fromkeys(map(clean, ids["warn"]))),
         figures=tuple(figures),
         samples_per_s=round(sum(samples), 3) if samples else None,
         created=snap.created,
@@ -234,14 +251,17 @@ def node_config(snap: SnapshotView) -> dict[str, str | None]:
     names = sorted({g["name"] for g in snap.gpus if g.get("name")})
     vbios = sorted({g["vbios_version"] for g in snap.gpus if g.get("vbios_version")})
     return {
-        "driver": snap.driver.get("version"),
-        "cuda_driver": snap.driver.get("cuda_version"),
-        "vbios": ", ".join(vbios) or None,
-        "gpu_model": " + ".join(names) or None,
-        "gpu_count": str(len(snap.gpus)),
-        "torch": snap.torch.get("version") if snap.torch.get("installed") else None,
-        "cudnn": snap.runtime.get("cudnn_version"),
-        "nccl": snap.runtime.get("nccl_version"),
+        key: clean(value)
+        for key, value in {
+            "driver": snap.driver.get("version"),
+            "cuda_driver": snap.driver.get("cuda_version"),
+            "vbios": ", ".join(vbios) or None,
+            "gpu_model": " + ".join(names) or None,
+            "gpu_count": str(len(snap.gpus)),
+            "torch": snap.torch.get("version") if snap.torch.get("installed") else None,
+            "cudnn": snap.runtime.get("cudnn_version"),
+            "nccl": snap.runtime.get("nccl_version"),
+        }.items()
     }
 
 
@@ -255,7 +275,8 @@ def _bench_figures(bench: list[dict[str, Any]], snap: SnapshotView) -> list[GpuF
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         device = str(b.get("device") or "?")
-        out.append(GpuFigure("samples_per_s", device, b.get("gpu_name") or _cpu(device), value))
+        model = clean(b.get("gpu_name")) or _cpu(device)
+        out.append(GpuFigure("samples_per_s", clean(device), model, value))
     return out
 
 
@@ -283,5 +304,6 @@ def _node_figures(node: Any) -> list[GpuFigure]:
         value = row.get("matmul_tflops")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        out.append(GpuFigure("matmul_tflops", str(row.get("index", "?")), row.get("name"), value))
+        gpu = clean(str(row.get("index", "?")))
+        out.append(GpuFigure("matmul_tflops", gpu, clean(row.get("name")), value))
     return out
