@@ -136,9 +136,22 @@ def test_unknown_capability_is_never_covered():
 def test_a_driver_that_predates_the_gpu_is_never_told_install(gpu, driver, cuda):
     rec = rec_of(driver=driver, gpus=[gpu])
     assert rec.action == "upgrade-driver", rec.reasons
-    assert any(
-        f"CUDA {cuda} or newer" in r and "predates" in r for r in rec.reasons + rec.warnings
-    ) or any("too old" in r for r in rec.reasons)
+    assert any(f"CUDA {cuda} or newer" in r and "predates" in r for r in rec.reasons)
+
+
+def test_an_installed_build_on_a_driver_that_predates_the_gpu_is_gc501():
+    from gpucheck.recommend import recommend_findings
+
+    m = machine(
+        driver="450.80.02", gpus=["H100"], torch=InstalledTorch("2.7.1+cu118", "cu118", "11.8")
+    )
+    rec = recommend(m, table=TABLE)
+    assert rec.installed.fits is False
+    assert [(p.id, p.gpu, str(p.cause)) for p in rec.installed.problems] == [
+        ("GC501", 0, "driver-too-old")
+    ]
+    (finding,) = recommend_findings(None, rec)
+    assert finding.id == "GC501" and finding.gpu == 0
 
 
 # --- Windows and WSL2 on CUDA 13.x --------------------------------------------------------
@@ -411,3 +424,12 @@ def test_binary_compat_is_one_line_exit_2(tmp_path, capsys, data):
     rc = main(["recommend", "--os", "linux", "--compat", str(path)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_jetson_with_torch_installed_is_not_judged_by_the_sbsa_table():
+    m = machine(
+        arch="aarch64", gpus=["Jetson AGX Orin"], torch=InstalledTorch("2.5.0a0+872d972e41.nv24.08")
+    )
+    rec = recommend(m, table=TABLE)
+    assert rec.installed is not None and rec.installed.fits is None
+    assert rec.pip is None and "not judged" in rec.reasons[0]

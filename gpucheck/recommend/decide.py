@@ -243,9 +243,10 @@ def _better_elsewhere(ctx: Context, evals: list[Eval], chosen: Eval, fallback: b
                 f"({driver_words(ctx.machine)})"
             )
         else:
-            pys = better.release.python
+            from gpucheck.recommend.fallbacks import py_range
+
             ctx.warnings.append(
-                f"Python {pys[0]}–{pys[-1]} would allow torch {better.build} "
+                f"Python {py_range(better.release.python)} would allow torch {better.build} "
                 f"(this is Python {ctx.machine.python})"
             )
 

@@ -12,7 +12,7 @@ from gpucheck import versions
 from gpucheck.recommend.commands import commands, conda_line
 from gpucheck.recommend.decide import Context, why
 from gpucheck.recommend.evaluate import Eval, driver_words, vstr
-from gpucheck.recommend.model import Action, Alternative, Kind, Recommendation
+from gpucheck.recommend.model import Action, Alternative, Cause, Kind, Recommendation
 
 
 def nothing_fits(ctx: Context, evals: list[Eval]) -> Recommendation:
@@ -78,7 +78,7 @@ def change_python(ctx: Context, evals: list[Eval]) -> Recommendation | None:
         Action.CHANGE_PYTHON,
         [
             f"no torch build has wheels for Python {m.python} on {ctx.pw}{within}",
-            f"use Python {target} (torch {ev.release.version} supports {pys[0]}–{pys[-1]}); "
+            f"use Python {target} (torch {ev.release.version} supports {py_range(pys)}); "
             f"then: {commands(ctx.table, m, ev).pip}",
         ]
         + why(ctx, ev, m.replace(python=target)),
@@ -109,6 +109,10 @@ def upgrade_driver(ctx: Context, evals: list[Eval]) -> Recommendation | None:
         f"for torch {ev.build} (it runs from >= {vstr(ev.driver_min)} through "
         "minor version compatibility)",
     ]
+    predates = [
+        p.text for p in ev.problems if p.cause is Cause.DRIVER_TOO_OLD and p.gpu is not None
+    ]
+    rs[1:1] = list(dict.fromkeys(predates))
     if smallest is not None and smallest.build != ev.build:
         rs.append(
             f"the smallest driver upgrade that gives a build: >= {vstr(smallest.driver_min)} "
@@ -118,9 +122,7 @@ def upgrade_driver(ctx: Context, evals: list[Eval]) -> Recommendation | None:
     if Kind.PYTHON in ev.kinds:
         pys = ev.release.python
         target = nearest_python(ctx.machine.python, pys)
-        rs.append(
-            f"also use Python {target} (torch {ev.release.version} supports {pys[0]}–{pys[-1]})"
-        )
+        rs.append(f"also use Python {target} (torch {ev.release.version} supports {py_range(pys)})")
     return _result(ctx, ev, Action.UPGRADE_DRIVER, rs, python_required=target)
 
 
@@ -202,6 +204,14 @@ def _by_kind(ev: Eval) -> list:
     for p in ev.problems:
         order.setdefault(p.kind, []).append(p)
     return [p for ps in order.values() for p in ps]
+
+
+def py_range(pythons: tuple[str, ...]) -> str:
+    """('3.10', ..., '3.14', '3.14t') -> '3.10–3.14 and 3.14t'."""
+    plain = [p for p in pythons if not p.endswith("t")]
+    free = [p for p in pythons if p.endswith("t")]
+    text = f"{plain[0]}–{plain[-1]}" if plain else ""
+    return " and ".join(filter(None, [text, ", ".join(free)]))
 
 
 def nearest_python(current: str | None, supported: tuple[str, ...]) -> str:

@@ -14,6 +14,7 @@ import re
 from gpucheck import versions
 from gpucheck.compat import parse_cc
 from gpucheck.recommend.decide import Context
+from gpucheck.recommend.installed import FitCheck
 from gpucheck.recommend.model import Action, Recommendation
 
 NVIDIA_JETSON_DOCS = (
@@ -64,6 +65,14 @@ def jetson(ctx: Context) -> Recommendation:
         f"{NVIDIA_JETSON_DOCS}",
     ]
     conda = _tegra_conda(ctx)
+    inst = ctx.machine.torch
+    if inst is not None:  # NVIDIA's JetPack builds are not in the table: not judged
+        ctx.fit = FitCheck(inst.version, inst.local, None)
+        ctx.reasons.insert(
+            0,
+            f"the installed torch {inst.version} is not judged: NVIDIA's JetPack builds are not "
+            "in the table",
+        )
     return ctx.bare(
         Action.INSTALL, conda=conda, conda_torch=ctx.table.conda_version if conda else None
     )
