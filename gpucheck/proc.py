@@ -181,7 +181,10 @@ class Child:
                 if left <= 0:
                     return False
                 for key, _ in sel.select(min(left, 0.5)):
-                    chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                    try:
+                        chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                    except BlockingIOError:  # woken with nothing to read after all
+                        continue
                     if not chunk:
                         sel.unregister(key.fileobj)
                         del sinks[key.fileobj]
