@@ -433,3 +433,24 @@ def test_jetson_with_torch_installed_is_not_judged_by_the_sbsa_table():
     rec = recommend(m, table=TABLE)
     assert rec.installed is not None and rec.installed.fits is None
     assert rec.pip is None and "not judged" in rec.reasons[0]
+
+
+@pytest.mark.parametrize("cc", ["5.3", "6.2", "7.2", "8.7"])
+def test_a_jetson_only_capability_is_a_jetson(cc):
+    rec = rec_of(arch="aarch64", driver="540.4.0", gpus=[(None, cc)])
+    assert rec.pip is None and any("JetPack" in r for r in rec.reasons)
+
+
+@pytest.mark.parametrize("recorded,expect", [("sm_86", "8.6"), ("8.6.0", "8.6"), ("nine", None)])
+def test_recorded_capability_forms(recorded, expect):
+    from gpucheck.snapshot import Driver, Gpu, PythonInfo, Snapshot, System
+
+    snap = Snapshot(
+        system=System(os="linux", arch="x86_64", python=PythonInfo("3.11.7", "/x/python")),
+        driver=Driver(version="580.65.06"),
+        gpus=(Gpu(index=0, name="Some GPU", compute_capability=recorded),),
+    )
+    m = Machine.from_snapshot(snap, TABLE)
+    assert m.gpus[0].compute_capability == expect
+    rec = recommend(m, table=TABLE)
+    assert (rec.action == "install") is (expect is not None)

@@ -276,6 +276,15 @@ class CompatTable:
         return (cuda, driver) if driver is not None else None
 
     @property
+    def tegra_ccs(self) -> frozenset[CC]:
+        """Compute capabilities that only Jetson SoCs have (every GPU listed with it is tegra)."""
+        by_cc: dict[CC, set[bool]] = {}
+        for g in self.gpus:
+            if g.cc is not None:
+                by_cc.setdefault(g.cc, set()).add(g.tegra)
+        return frozenset(cc for cc, kinds in by_cc.items() if kinds == {True})
+
+    @property
     def max_cc(self) -> CC:
         """The highest compute capability the GPU list knows."""
         return max((g.cc for g in self.gpus if g.cc is not None), default=(12, 1))

@@ -105,7 +105,7 @@ class Machine:
         if system.python is not None and system.python.version:
             python = short_python(system.python.version)
         gpus = tuple(
-            describe_gpu(g.index, g.name, g.compute_capability, table, vendor="nvidia")
+            describe_gpu(g.index, g.name, normal_cc(g.compute_capability), table, vendor="nvidia")
             for g in snapshot.gpus
         )
         installed = None
@@ -129,6 +129,17 @@ class Machine:
             glibc=getattr(system, "glibc", None),
             tegra=getattr(system, "tegra", None),
         )
+
+
+def normal_cc(text: str | None) -> str | None:
+    """A recorded compute capability as "X.Y" ("8.6", "8.6.0", "sm_86"); None when unreadable,
+    so that the GPU counts as unknown (never as covered) rather than failing the run."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(?:sm_?)?(\d{1,2})(?:\.(\d)(?:\.0)?|(\d))\s*", str(text))
+    if not m:
+        return None
+    return f"{int(m.group(1))}.{m.group(2) or m.group(3)}"
 
 
 def short_python(version: str) -> str:
@@ -168,7 +179,10 @@ def describe_gpu(
             vendor = "nvidia"
     if cc is not None:
         parse_cc(cc)
-    tegra = bool(entry is not None and entry.tegra and entry.vendor == vendor)
+    if entry is not None and entry.vendor == vendor:
+        tegra = entry.tegra
+    else:  # 5.3, 6.2, 7.2, 8.7 exist only as Jetson SoCs
+        tegra = vendor == "nvidia" and cc is not None and parse_cc(cc) in table.tegra_ccs
     return MachineGpu(
         index=index, name=name, vendor=vendor, compute_capability=cc, gfx=gfx, tegra=tegra
     )
