@@ -327,3 +327,18 @@ def test_hostile_strings_in_a_report_reach_no_terminal_xml_or_markup(tmp_path, c
     assert "gpu9[bold]</testcase>" in out  # shown as text, not taken as rich markup
     cases = [c.get("name") for c in ET.fromstring(junit.read_text()).iter("testcase")]
     assert "gpu9[bold]</testcase>" in cases
+
+
+def test_a_slow_node_is_an_outlier_among_nodes_of_the_same_shape(tmp_path, capsys):
+    write_report(tmp_path, "gpu1", samples=[100.0, 100.0])
+    write_report(tmp_path, "gpu2", samples=[101.0, 99.0])
+    write_report(tmp_path, "gpu3", samples=[89.0, 89.0])  # each GPU 11% slow, and the node
+    _, doc, _ = fleet(capsys, tmp_path)
+    node = [o for o in doc["outliers"] if o["metric"] == "node_samples_per_s"]
+    assert [(o["node"], o["gpu"], o["model"]) for o in node] == [
+        ("gpu3", "all", "8x NVIDIA H100 80GB HBM3")
+    ]
+    assert {o["gpu"] for o in doc["outliers"] if o["metric"] == "samples_per_s"} == {
+        "cuda:0",
+        "cuda:1",
+    }

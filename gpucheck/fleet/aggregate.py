@@ -256,12 +256,17 @@ def find_drift(nodes: Sequence[Node]) -> list[Drift]:
 
 
 def find_outliers(nodes: Sequence[Node]) -> list[Outlier]:
-    """GPUs more than OUTLIER_TOLERANCE below the fleet median of the same model and metric."""
+    """GPUs more than OUTLIER_TOLERANCE below the fleet median of the same model and metric,
+    and nodes whose summed samples/s is, among nodes with the same GPU model and count."""
     groups: dict[tuple[str, str], list[tuple[str, str, float]]] = defaultdict(list)
     for n in nodes:
         for f in n.summary.figures:
             if f.model:
                 groups[(f.metric, f.model)].append((n.name, f.gpu, f.value))
+        s = n.summary
+        if s.samples_per_s is not None and s.config.get("gpu_model"):
+            shape = f"{s.config.get('gpu_count')}x {s.config['gpu_model']}"
+            groups[("node_samples_per_s", shape)].append((n.name, "all", s.samples_per_s))
     out = []
     for (metric, model), rows in sorted(groups.items()):
         if len(rows) < OUTLIER_MIN_PEERS:

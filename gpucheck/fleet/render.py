@@ -15,7 +15,11 @@ from gpucheck.fleet.aggregate import DISPLAY_LIMIT, Drift, FleetReport, Node
 from gpucheck.render.junit import xml_text
 
 COLUMNS = ("node", "verdict", "GPUs", "driver", "CUDA", "torch", "errors", "samples/s")
-METRIC_LABEL = {"samples_per_s": "samples/s", "matmul_tflops": "matmul TFLOPS"}
+METRIC_LABEL = {
+    "samples_per_s": "samples/s",
+    "node_samples_per_s": "node samples/s",
+    "matmul_tflops": "matmul TFLOPS",
+}
 
 
 def node_row(n: Node) -> dict[str, str]:

@@ -56,7 +56,7 @@ OUTLIER = _obj(
         "node": _STR,
         "gpu": _STR,
         "model": _STR,
-        "metric": {"enum": ["samples_per_s", "matmul_tflops"]},
+        "metric": {"enum": ["samples_per_s", "node_samples_per_s", "matmul_tflops"]},
         "value": {"type": "number"},
         "median": {"type": "number"},
         "ratio": {"type": "number"},
