@@ -27,7 +27,7 @@ from gpucheck.io import (
 )
 from gpucheck.report import Report
 
-COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap", "fleet", "compat")
+COMMANDS = ("check", "probe", "recommend", "bench", "bootstrap", "fleet", "compat", "node")
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,6 +77,7 @@ def build_parser() -> Parser:
 
     from gpucheck import bootstrap
     from gpucheck.fleet import cli as fleet_cli
+    from gpucheck.node import cli as node_cli
     from gpucheck.recommend import cli as recommend_cli
 
     for name, module, text in (
@@ -87,6 +88,7 @@ def build_parser() -> Parser:
         ),
         ("bootstrap", bootstrap, "create or fix an environment with the recommended build"),
         ("fleet", fleet_cli, "one report for many nodes: drift, outliers, missing (docs/fleet.md)"),
+        ("node", node_cli, "every GPU together: P2P, NVLink, NCCL, bandwidth, matmul (fast)"),
     ):
         p = sub.add_parser(name, help=text)
         module.add_arguments(p)
@@ -182,6 +184,9 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
         metavar="DEV",
         help="cpu, cuda or cuda:N (default: every GPU in turn)",
     )
+    from gpucheck.node.launch import add_arguments as add_launch_arguments
+
+    add_launch_arguments(b)  # torchrun's flags: several GPUs or nodes as one DDP run
 
 
 class Deadline:
@@ -226,6 +231,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     bench, notes = None, []
     if args.command in ("check", "bench") and not args.no_bench:
         from gpucheck import bench as bench_mod
+        from gpucheck.node import bench_glue as node_bench
 
         if args.from_snapshot is not None:
             notes.append("smoke benchmark not run: the snapshot was recorded on another run")
@@ -242,6 +248,7 @@ def run_report_command(args: argparse.Namespace) -> int:
                     preset=args.bench_preset,
                     device=args.bench_device,
                     timeout=deadline.limit(args.bench_timeout),
+                    launch=node_bench.options(args),
                 )
             )
             findings += bench_mod.bench_findings(bench)
@@ -308,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = proc.install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("recommend", "bootstrap", "fleet", "compat"):
+        if args.command in ("recommend", "bootstrap", "fleet", "compat", "node"):
             code = args.run(args)
         else:
             code = run_report_command(args)
