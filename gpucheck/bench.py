@@ -6,28 +6,51 @@ imports torch or transformers (the child does).
 
 Finding ids (docs/findings.md): GC401 gate failed, GC402 non-finite loss, GC403 out of
 memory after the retry, GC404 timeout, GC405 crash, GC406 a GPU much slower than its peers,
-GC407 benchmark skipped (torch or transformers missing in that interpreter).
+GC407 benchmark skipped (torch or transformers missing in that interpreter); GC308 a PCIe
+link below its maximum while the benchmark loads the GPU (NVML sampled during the run).
+
+The whole-run deadline (`--timeout`) bounds the sum of the per-device runs: each device gets
+what is left (less a reserve for writing the report), and a device whose turn comes after
+the deadline is recorded as not run, so that a report is always written before any outer
+limit. Devices are named by CUDA index (`cuda:N`, what the child is told); findings carry the
+NVML index joined on UUID/PCI bus id (`diagnose.facts.nvml_index`), as nvidia-smi numbers them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gpucheck.findings import Finding, Severity
+from gpucheck.diagnose import declare, facts
 from gpucheck.node import bench_glue  # torchrun runs; declares GC6xx
+from gpucheck.plain import StrEnum, to_plain, values
+from gpucheck.probe.sampler import NvmlSampler, Sample
 from gpucheck.proc import Child
 from gpucheck.snapshot import Snapshot
 
-STATUSES = ("ok", "gate-failed", "nan-loss", "oom", "timeout", "crash", "skipped")
-SLOW_RATIO = 0.7  # a GPU under 0.7x the median samples/s of its same-model peers is flagged
+
+class BenchStatus(StrEnum):
+    """How one benchmark run ended (the `status` of finetune's JSON, or what gpucheck saw)."""
+
+    OK = "ok"
+    GATE_FAILED = "gate-failed"
+    NAN_LOSS = "nan-loss"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    CRASH = "crash"
+    SKIPPED = "skipped"
+
+
+STATUSES = values(BenchStatus)
+declare("GC401", "GC402", "GC403", "GC404", "GC405", "GC406", "GC407", where="gpucheck.bench")
+REPORT_RESERVE_S = 5.0  # kept back from the whole-run deadline to judge and write the report
+MIN_RUN_S = 10.0  # a device with less time than this left is not started
 _STDERR_TAIL = 2000
 
 
@@ -35,7 +58,7 @@ _STDERR_TAIL = 2000
 class BenchResult:
     device: str  # "cpu" | "cuda:N"
     preset: str
-    status: str  # one of STATUSES
+    status: BenchStatus  # a plain str of the same value is accepted too
     duration_s: float
     gpu_name: str | None = None
     error: str | None = None
@@ -45,20 +68,13 @@ class BenchResult:
     returncode: int | None = None
     stderr_tail: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    gpu: int | None = None  # NVML index of the device (None: CPU, or not joinable)
+    samples: tuple[Sample, ...] = ()  # NVML while it ran (GPU runs with NVML only)
+    sampling_error: str | None = None
+    not_run: bool = False  # the whole-run deadline came before this device's turn
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "gpu_name": self.gpu_name,
-            "preset": self.preset,
-            "status": self.status,
-            "duration_s": self.duration_s,
-            "error": self.error,
-            "result": self.result,
-            "command": list(self.command),
-            "retried_with_batch": self.retried_with_batch,
-            "returncode": self.returncode,
-        }
+        return to_plain(self)
 
 
 # --- what to run ----------------------------------------------------------------------------
@@ -195,8 +211,31 @@ def run_bench(
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
     gpu_name: str | None = None,
+    gpu: int | None = None,
 ) -> BenchResult:
-    """Run the benchmark once on `device` (retrying a CUDA OOM once with half the batch)."""
+    """Run the benchmark once on `device` (retrying a CUDA OOM once with half the batch),
+    sampling NVML GPU `gpu` meanwhile when it is given."""
+    sampler = NvmlSampler([gpu] if gpu is not None else []).start()
+    try:
+        result = _run_bench(preset, device, timeout, python, extra_args, gpu_name)
+    finally:
+        samples = sampler.stop()
+    return replace(
+        result,
+        gpu=gpu,
+        samples=tuple(samples),
+        sampling_error=sampler.error if gpu is not None else None,
+    )
+
+
+def _run_bench(
+    preset: str,
+    device: str,
+    timeout: float,
+    python: str,
+    extra_args: Sequence[str],
+    gpu_name: str | None,
+) -> BenchResult:
     t0 = time.monotonic()
     deadline = t0 + timeout
     cmd, rc, stderr, _s, _t, doc, status = _once(python, preset, device, timeout, extra_args)
@@ -257,30 +296,66 @@ def run_benches(
     timeout: float = 600.0,
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
+    deadline: float | None = None,
     launch: dict[str, Any] | None = None,
 ) -> list[BenchResult]:
-    """The benchmark on `device`, or on every usable GPU in turn (or the CPU). Several GPUs
-    (or the torchrun flags in `launch`) run together as one DDP run instead:
-    gpucheck/node/bench_glue.py."""
+    """The benchmark on `device`, or on every usable GPU in turn (or the CPU).
+
+    `timeout` bounds each run; `deadline` (a time.monotonic() value, the whole-run limit)
+    bounds their sum: each run gets what is left of it less REPORT_RESERVE_S, and devices
+    whose turn comes too late are returned as not run. Several GPUs (or the torchrun flags in
+    `launch`) run together as one DDP run instead: gpucheck/node/bench_glue.py.
+    """
     devices = [device] if device else bench_devices(snapshot)
     chosen = preset or choose_preset(snapshot)
     if device == "cpu" and preset is None:
         chosen = "tiny"
     nproc = bench_glue.ranks_for(snapshot, device, launch)
     if nproc:
-        kw = {"preset": chosen, "timeout": timeout, "python": python, "extra_args": extra_args}
+        left = timeout if deadline is None else deadline - time.monotonic() - REPORT_RESERVE_S
+        limit = min(timeout, max(1.0, left))
+        kw = {"preset": chosen, "timeout": limit, "python": python, "extra_args": extra_args}
         return [bench_glue.run_distributed_bench(snapshot, nproc, launch, **kw)]
-    return [
-        run_bench(
+    results = []
+    for d in devices:
+        index = _gpu_index(d)
+        gpu = facts.nvml_index(snapshot, index) if index is not None else None
+        name = _gpu_name(snapshot, d)
+        limit = timeout
+        if deadline is not None:
+            left = deadline - time.monotonic() - REPORT_RESERVE_S
+            if left < MIN_RUN_S:
+                results.append(_not_run(chosen, d, name, gpu, left + REPORT_RESERVE_S))
+                continue
+            limit = min(timeout, left)
+        r = run_bench(
             preset=chosen,
             device=d,
-            timeout=timeout,
+            timeout=limit,
             python=python,
             extra_args=extra_args,
-            gpu_name=_gpu_name(snapshot, d),
+            gpu_name=name,
+            gpu=gpu,
         )
-        for d in devices
-    ]
+        if r.status == "timeout" and limit < timeout:
+            r = replace(r, error=f"{r.error}; the whole-run --timeout left it {limit:.0f} s")
+        results.append(r)
+    return results
+
+
+def _not_run(
+    preset: str, device: str, name: str | None, gpu: int | None, left: float
+) -> BenchResult:
+    return BenchResult(
+        device=device,
+        preset=preset,
+        status="timeout",
+        duration_s=0.0,
+        gpu_name=name,
+        error=f"not run: the whole-run --timeout had {max(0.0, left):.0f} s left at its turn",
+        gpu=gpu,
+        not_run=True,
+    )
 
 
 # --- findings -------------------------------------------------------------------------------
@@ -295,155 +370,23 @@ def _gpu_index(device: str) -> int | None:
     return None
 
 
-def _who(r: BenchResult) -> str:
-    return f"{r.device} ({r.gpu_name})" if r.gpu_name else r.device
+# The findings (GC4xx, and GC308 from the samples) are judged in gpucheck/bench_judge.py.
+from gpucheck.bench_judge import (  # noqa: E402 - re-exported: callers use bench.bench_findings
+    BUSY_PERCENT,
+    SLOW_RATIO,
+    bench_findings,
+    pcie_under_load,
+)
 
-
-def _rerun(r: BenchResult, *more: str) -> str:
-    return " ".join(["python -m finetune", "--preset", r.preset, "--device", r.device, *more])
-
-
-def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
-    results = list(results)
-    out: list[Finding] = []
-    for r in results:
-        if "launch" in r.extra:  # a torchrun run: GC620-GC623 name the rank, host and GPU
-            out.extend(bench_glue.distributed_findings(r))
-            if r.status in ("timeout", "crash"):
-                continue
-        gpu = _gpu_index(r.device)
-        doc = r.result or {}
-        ev = doc.get("eval") or {}
-        tr = doc.get("train") or {}
-        gate = doc.get("gate") or {}
-        base = (f"preset {r.preset} on {_who(r)}", f"{r.duration_s:.1f} s")
-        if r.status == "gate-failed":
-            reasons = gate.get("reasons") or []
-            out.append(
-                Finding(
-                    "GC401",
-                    Severity.ERROR,
-                    f"smoke benchmark failed its gate on {_who(r)}",
-                    (
-                        *base,
-                        *reasons,
-                        f"dev F1 {ev.get('f1', float('nan')):.4f}, gate {gate.get('f1_threshold')}",
-                        f"loss {tr.get('loss_first')} -> {tr.get('loss_last')}",
-                    ),
-                    "The training ran but did not learn enough. Look at the GPU health findings "
-                    "(ECC, throttling) first, then rerun by hand and compare with fp32: "
-                    f"`{_rerun(r)}` and `{_rerun(r, '--dtype fp32')}`.",
-                    gpu,
-                )
-            )
-        elif r.status == "nan-loss":
-            out.append(
-                Finding(
-                    "GC402",
-                    Severity.ERROR,
-                    f"the training loss became NaN or infinite on {_who(r)}",
-                    (
-                        *base,
-                        f"dtype {doc.get('dtype')}",
-                        f"loss {tr.get('loss_first')} -> {tr.get('loss_last')}",
-                    ),
-                    "Mixed-precision overflow or a faulty GPU: rerun in fp32 "
-                    f"(`{_rerun(r, '--dtype fp32')}`); if fp32 also fails, check ECC errors "
-                    "(`nvidia-smi -q -d ECC`) and the driver log (`sudo dmesg | grep -i xid`).",
-                    gpu,
-                )
-            )
-        elif r.status == "oom":
-            retried = (
-                f"retried with batch size {r.retried_with_batch}"
-                if r.retried_with_batch
-                else "not retried"
-            )
-            out.append(
-                Finding(
-                    "GC403",
-                    Severity.ERROR,
-                    f"the smoke benchmark ran out of memory on {_who(r)}",
-                    (*base, retried, *([r.error] if r.error else [])),
-                    "Free the GPU (`nvidia-smi` lists the processes holding memory) or run a smaller "
-                    f"preset: `gpucheck bench --bench-preset small` or `{_rerun(r, '--batch-size 8')}`.",
-                    gpu,
-                )
-            )
-        elif r.status == "timeout":
-            out.append(
-                Finding(
-                    "GC404",
-                    Severity.ERROR,
-                    f"the smoke benchmark timed out on {_who(r)}",
-                    (*base, *([r.error] if r.error else [])),
-                    "A hung or very slow device, or a timeout too short for the preset: check "
-                    "`nvidia-smi` for a GPU stuck at 100% or in an error state, then rerun with more "
-                    "time (`gpucheck bench --bench-timeout 1800`) or a smaller preset "
-                    "(`--bench-preset tiny`).",
-                    gpu,
-                )
-            )
-        elif r.status == "crash":
-            tail = (r.stderr_tail or "").strip().splitlines()[-3:]
-            out.append(
-                Finding(
-                    "GC405",
-                    Severity.ERROR,
-                    f"the smoke benchmark crashed on {_who(r)}",
-                    (*base, f"exit status {r.returncode}", *([r.error] if r.error else []), *tail),
-                    f"Run it by hand to see the whole error: `FINETUNE_DEBUG=1 {_rerun(r)}`.",
-                    gpu,
-                )
-            )
-        elif r.status == "skipped":
-            out.append(
-                Finding(
-                    "GC407",
-                    Severity.INFO,
-                    "smoke benchmark skipped: torch or transformers missing",
-                    (*base, *([r.error] if r.error else [])),
-                    "Install the benchmark's packages: `pip install 'gpucheck[bench]'` (with the torch "
-                    "build `gpucheck recommend` names).",
-                    gpu,
-                )
-            )
-    out.extend(_slow_gpus(results))
-    return out
-
-
-def _slow_gpus(results: Sequence[BenchResult]) -> list[Finding]:
-    groups: dict[str, list[tuple[BenchResult, float]]] = {}
-    for r in results:
-        if r.status not in ("ok", "gate-failed") or not r.device.startswith("cuda") or not r.result:
-            continue
-        sps = (r.result.get("train") or {}).get("samples_per_s")
-        if isinstance(sps, (int, float)) and sps > 0:
-            groups.setdefault(f"{r.gpu_name}|{r.preset}", []).append((r, float(sps)))
-    out = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        median = statistics.median(s for _, s in members)
-        for r, s in members:
-            if s < SLOW_RATIO * median:
-                peers = ", ".join(f"{m.device} {v:,.0f}" for m, v in members if m is not r)
-                out.append(
-                    Finding(
-                        "GC406",
-                        Severity.WARN,
-                        f"{_who(r)} is much slower than its peers ({s / median:.2f}x the median)",
-                        (
-                            f"{r.device}: {s:,.0f} samples/s",
-                            f"peers: {peers} samples/s",
-                            f"median {median:,.0f} samples/s, threshold {SLOW_RATIO}x",
-                        ),
-                        "A throttled or degraded card: check its clocks, temperature and power "
-                        "(`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i "
-                        f"{_gpu_index(r.device)}`) and its PCIe link (`nvidia-smi -q -i "
-                        f"{_gpu_index(r.device)} | grep -A3 'Link'`), and compare with the GPU "
-                        "health findings.",
-                        _gpu_index(r.device),
-                    )
-                )
-    return out
+__all__ = [
+    "BUSY_PERCENT",
+    "SLOW_RATIO",
+    "BenchResult",
+    "BenchStatus",
+    "bench_devices",
+    "bench_findings",
+    "choose_preset",
+    "pcie_under_load",
+    "run_bench",
+    "run_benches",
+]

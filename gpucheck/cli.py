@@ -248,6 +248,7 @@ def run_report_command(args: argparse.Namespace) -> int:
                     preset=args.bench_preset,
                     device=args.bench_device,
                     timeout=deadline.limit(args.bench_timeout),
+                    deadline=deadline.end,  # bounds the sum over every GPU, not each run
                     launch=node_bench.options(args),
                 )
             )
