@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FUZZ_EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
@@ -403,9 +404,9 @@ def test_nothing_to_do_is_one_line():
 # --- input files of every kind, as bytes --------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=max(40, FUZZ_EXAMPLES // 5), deadline=None)
 @given(st.binary(max_size=300))
-def test_bytes_as_compat_or_snapshot_exit_2(tmp_path_factory, data):
+def test_fuzz_bytes_as_compat_or_snapshot_exit_2(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("fuzz") / "input"
     path.write_bytes(data)
     for flag in ("--compat", "--from-snapshot"):
@@ -454,3 +455,39 @@ def test_recorded_capability_forms(recorded, expect):
     assert m.gpus[0].compute_capability == expect
     rec = recommend(m, table=TABLE)
     assert (rec.action == "install") is (expect is not None)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_compat_table_only_raises_compat_error(data):
+    """A --compat table with any one value replaced loads or fails with CompatError, and a
+    table that loads gives a recommendation without crashing."""
+    import copy
+
+    from gpucheck.compat import PARTS, CompatError, build_table
+
+    parts = copy.deepcopy(TABLE.raw)
+    part = data.draw(st.sampled_from(PARTS))
+    node = parts[part]
+    path = []
+    while isinstance(node, (dict, list)) and node:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        k = data.draw(st.sampled_from(keys))
+        path.append(k)
+        if data.draw(st.booleans()):
+            break
+        node = node[k]
+    leaf = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.just([]), st.just({})
+    )
+    target = parts[part]
+    for k in path[:-1]:
+        target = target[k]
+    if path:
+        target[path[-1]] = data.draw(leaf)
+    try:
+        table = build_table(parts, origin="fuzz")
+    except CompatError:
+        return
+    rec = recommend(machine(driver="580.65.06", gpus=["RTX 4090"]), table=table)
+    assert rec.action in ("none", "install", "upgrade-driver", "change-python", "unsupported")
