@@ -36,6 +36,7 @@ TIMEOUT_ENV = "FINETUNE_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
 ALLREDUCE_SIZES = (1 << 16, 1 << 20, 1 << 22)  # bytes: latency-bound to bandwidth-bound
 T = TypeVar("T")
+_ACTIVE: Dist | None = None  # set by setup(): the training loop asks active() for it
 
 
 class DistError(RuntimeError):
@@ -98,9 +99,11 @@ def status(dist: Dist | None, stage: str, **extra: Any) -> None:
 
 def setup(device_spec: str = "auto") -> Dist:
     """Join the process group the launcher describes; a single process gets Dist()."""
+    global _ACTIVE
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
-        return Dist(host=socket.gethostname())
+        _ACTIVE = Dist(host=socket.gethostname())
+        return _ACTIVE
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     local_world = _env_int("LOCAL_WORLD_SIZE", world)
     host = socket.gethostname()
@@ -130,7 +133,13 @@ def setup(device_spec: str = "auto") -> Dist:
         device_id=device if use_cuda else None,
     )
     status(dist, "joined")
+    _ACTIVE = dist
     return dist
+
+
+def active() -> Dist:
+    """The Dist of this process: what setup() joined, else a single process."""
+    return _ACTIVE if _ACTIVE is not None else Dist(host=socket.gethostname())
 
 
 def device_spec(dist: Dist, requested: str) -> str:
@@ -144,9 +153,18 @@ def wrap(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    status(dist, "training")
+    # No buffer broadcast in forward: rank 0 evaluates alone, and a collective there would
+    # wait for ranks that are training (BERT's buffers are constants anyway).
     if dist.device is not None and dist.device.type == "cuda":
-        return DDP(model, device_ids=[dist.device.index], output_device=dist.device.index)
-    return DDP(model)
+        i = dist.device.index
+        return DDP(model, device_ids=[i], output_device=i, broadcast_buffers=False)
+    return DDP(model, broadcast_buffers=False)
+
+
+def per_rank(n: int, dist: Dist) -> int:
+    """How many of `n` items (sentences) one rank trains on per epoch."""
+    return math.ceil(n / dist.world_size) if dist.enabled else n
 
 
 def shard(batches: Sequence[T], dist: Dist) -> list[T]:
@@ -275,5 +293,7 @@ def finish(dist: Dist, train: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def teardown(dist: Dist) -> None:
+    global _ACTIVE
+    _ACTIVE = None
     if dist.enabled and tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
