@@ -55,6 +55,14 @@ run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$
 step "what the runs say (items 2, 5, 7, 9)"
 $PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
 
+step "issue 12: the whole node (P2P, NVLink, NCCL all_reduce, H2D/D2H, matmul), then DDP over every GPU"
+run 90 node $PY -m gpucheck node --thorough --timeout 80 --node-timeout 70 \
+  --figures "$OUT/node-figures.json" --json "$OUT/report-node.json" -q
+NGPU=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | wc -l)
+# an explicit endpoint takes the torchrun path even on one GPU (NCCL with world size 1)
+run 200 ddp $PY -m gpucheck bench --bench-preset small --timeout 180 --bench-timeout 170 \
+  --nproc-per-node "$NGPU" --rdzv-endpoint 127.0.0.1:29517 --json "$OUT/report-ddp.json" -q
+
 step "GPU-only tests"
 run 300 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 

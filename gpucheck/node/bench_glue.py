@@ -8,6 +8,7 @@ BenchResult carrying rank 0's JSON (with its `distributed` block) and the launch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from gpucheck.node.launch import LaunchSpec, bench_args, launch
 from gpucheck.node.outcome import launch_findings, slow_rank_findings
 from gpucheck.snapshot import Snapshot
 
+VERDICTS = ("ok", "gate-failed", "nan-loss", "oom", "skipped")  # finetune's JSON statuses
 OPTION_NAMES = ("nproc_per_node", "nnodes", "rdzv_endpoint", "rdzv_backend", "rdzv_id")
 
 
@@ -105,11 +107,12 @@ def run_distributed_bench(
             os.unlink(path)
         except OSError:
             pass
+    verdict = (doc or {}).get("status") if doc else None
+    if outcome.status == "crash" and verdict in VERDICTS and outcome.failed[:1] == (0,):
+        # rank 0 exits 1 on a failed gate (or OOM) after writing its JSON: a verdict, no crash
+        outcome = dataclasses.replace(outcome, status="ok", failed=())
     if outcome.status == "ok":
-        status = (doc or {}).get("status") if doc else None
-        status = (
-            status if status in ("ok", "gate-failed", "nan-loss", "oom", "skipped") else "crash"
-        )
+        status = verdict if verdict in VERDICTS else "crash"
     else:
         status = "crash" if outcome.status in ("crash", "start-failed") else "timeout"
     error = (doc or {}).get("error") if doc else None
