@@ -270,3 +270,25 @@ def test_bridges_and_iommu_from_a_fake_sysfs(tmp_path):
     bridges, readable = sysfs.bridges_above(["0000:17:00.0"], root, lspci=str(lspci))
     assert readable is True and len(bridges) == 3
     assert bridges[2]["acs_ctl"][:1] == ["SrcValid"] and bridges[2]["gpus"] == ["0000:17:00.0"]
+
+
+# --- gpucheck node on recorded figures ------------------------------------------------------
+
+
+def test_gpucheck_node_on_recorded_figures(tmp_path, capsys):
+    from conftest import SNAPSHOTS
+
+    from gpucheck.cli import main
+
+    out = tmp_path / "report.json"
+    argv = ["node", "-q", "--from-snapshot", str(SNAPSHOTS / "healthy_h100_x8.json")]
+    code = main([*argv, "--from-figures", str(NODE / "acs_on.json"), "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert code == 1 and doc["command"] == "node" and doc["verdict"] == "FAIL"
+    assert {"GC602", "GC603", "GC614"} <= {f["id"] for f in doc["findings"]}
+    assert doc["node"]["host"] == "ws-acs"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"gpus": []}')
+    assert main([*argv, "--from-figures", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "node figures" in err[0]
