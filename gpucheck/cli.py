@@ -226,6 +226,10 @@ def run_report_command(args: argparse.Namespace) -> int:
     from gpucheck.recommend import recommend, recommend_findings
 
     findings = diagnose(snapshot, require_gpu=args.require_gpu)
+    if args.command == "check" and args.from_snapshot is None:
+        from gpucheck.node.measure import host_findings  # 2+ GPUs: NCCL env, ACS, NVLink
+
+        findings += host_findings(snapshot)
     recommendation = recommend(snapshot, table=table)
     findings += recommend_findings(snapshot, recommendation, already={f.id for f in findings})
     bench, notes = None, []

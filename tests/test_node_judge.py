@@ -292,3 +292,16 @@ def test_gpucheck_node_on_recorded_figures(tmp_path, capsys):
     assert main([*argv, "--from-figures", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "node figures" in err[0]
+
+
+def test_check_judges_the_host_side_on_a_multi_gpu_machine(monkeypatch, tmp_path):
+    from conftest import healthy_gpu_snapshot
+
+    monkeypatch.setenv("NCCL_P2P_DISABLE", "1")
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "=nosuch0")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    snap = healthy_gpu_snapshot(2)
+    gpus = (snap.gpus[0], dataclasses.replace(snap.gpus[1], name="NVIDIA A100-SXM4-80GB"))
+    got = ids(measure.host_findings(dataclasses.replace(snap, gpus=gpus)))
+    assert {"GC601", "GC602", "GC606"} <= set(got)
+    assert measure.host_findings(healthy_gpu_snapshot(1)) == []

@@ -17,7 +17,7 @@ from typing import Any
 from gpucheck import proc
 from gpucheck.node import sysfs
 from gpucheck.node.figures import AllReduce, Bridge, GpuFigures, NodeFigures
-from gpucheck.node.topology import Topology, probe_topology
+from gpucheck.node.topology import Topology, bus_id, probe_topology
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_node_child.py")
 MARKER = "gpucheck_node_child"
@@ -183,3 +183,39 @@ def collect_figures(
         iommu_modes=iommu,
         duration_s=round(time.monotonic() - t0, 3),
     )
+
+
+def host_figures(snapshot, *, root: str = "/", env: Mapping[str, str] | None = None) -> NodeFigures:
+    """The node figures that need no torch child (NVML topology, sysfs, lspci, environment):
+    what `gpucheck check` judges on a multi-GPU machine in well under a second."""
+    topo = probe_topology(5.0)
+    if not topo.gpus:  # NVML topology unreadable: the snapshot's GPUs still name the models
+        topo.gpus = [
+            {"index": g.index, "name": g.name, "pci_bus_id": g.pci_bus_id and bus_id(g.pci_bus_id)}
+            for g in snapshot.gpus
+        ]
+    bdfs = [g["pci_bus_id"] for g in topo.gpus if g.get("pci_bus_id")]
+    bridges, readable = sysfs.bridges_above(bdfs, root) if len(bdfs) > 1 else ([], None)
+    return combine(
+        None,
+        "not-run",
+        None,
+        topo,
+        host=socket.gethostname(),
+        env=dict(os.environ if env is None else env),
+        interfaces=sysfs.interfaces(root),
+        shm_bytes=sysfs.shm_bytes(root),
+        in_container=bool(snapshot.system.container),
+        bridges=bridges,
+        acs_readable=readable,
+        iommu_modes={b: m for b in bdfs if (m := sysfs.iommu_mode(b, root))},
+    )
+
+
+def host_findings(snapshot) -> list:
+    """GC6xx from host_figures, on machines with 2 or more GPUs (else nothing to judge)."""
+    if len(snapshot.gpus) < 2:
+        return []
+    from gpucheck.node.judge import judge
+
+    return judge(host_figures(snapshot))
