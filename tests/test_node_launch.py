@@ -111,7 +111,7 @@ def test_a_node_that_never_comes(tmp_path):
 )
 def test_faults_are_reported_within_the_timeout(tmp_path, fault, status, fid, named):
     out = tmp_path / "out.json"
-    timeout = 14.0
+    timeout = 12.0
     t0 = time.monotonic()
     o = launch(spec(out, fault=fault, timeout=timeout))
     took = time.monotonic() - t0
