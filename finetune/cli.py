@@ -47,6 +47,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _unit_float(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
+    return value
+
+
 def add_workload_arguments(p: argparse.ArgumentParser) -> None:
     """The flags that say what to train and where: shared with `python -m finetune.compare`."""
     p.add_argument(
@@ -58,8 +65,8 @@ def add_workload_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         metavar="DIR",
-        help="a checkpoint folder (config.json, weights, "
-        "tokenizer) or a cached hub id; never downloads",
+        help="a BERT checkpoint folder (config.json, weights, tokenizer) or a hub id from the "
+        "local cache (or fetched with --download)",
     )
     p.add_argument("--train-file", metavar="F", help="CoNLL training file (with --eval-file)")
     p.add_argument("--eval-file", metavar="F", help="CoNLL evaluation file (with --train-file)")
@@ -85,6 +92,16 @@ def add_workload_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="auto: bf16 on GPUs that have it, fp16 (with a grad scaler) before, fp32 on CPU",
     )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="allow downloading --model and hf: data from the Hugging Face hub (never without it)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show transformers' and tokenizers' warnings, load reports and progress bars",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,10 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bucket-batches",
         type=_positive_int,
-        default=1,
         metavar="W",
-        help="length bucketing: sort by length within windows of W batches (default 1: random "
-        "batches; larger W pads less but cost dev F1 on the built-in corpus, docs/benchmarks.md)",
+        help="length grouping: sort by length within windows of W batches, then shuffle the "
+        "batches (default: the Trainer's group_by_length window, min(n/(4*batch), 50); 1: "
+        "random batches); docs/benchmarks.md has its F1 effect",
+    )
+    p.add_argument(
+        "--f1-gate",
+        type=_unit_float,
+        metavar="X",
+        help="require dev F1 >= X (default: the preset's gate on the built-in corpus; with your "
+        "data or checkpoint, only that training worked)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--output-dir", metavar="D", help="save the fine-tuned model and tokenizer here")
@@ -140,11 +164,16 @@ def _fmt(value, spec: str, none: str = "n/a") -> str:
 def summary(doc: dict) -> str:
     t, e, g = doc["train"], doc["eval"], doc["gate"]
     verdict = "PASSED" if g["passed"] else "FAILED: " + "; ".join(g["reasons"])
+    if g.get("f1_threshold") is not None:
+        gate_line = f"dev F1 {e['f1']:.4f} >= {g['f1_threshold']}: {verdict}"
+    else:
+        gate_line = f"training works (loss finite and falling, evaluation run): {verdict}"
     lines = [
         f"finetune {doc['config']['preset']} on {doc['device']}"
         + (f" ({doc['gpu_name']})" if doc.get("gpu_name") else "")
         + f", {doc['dtype']}, {doc['model']['parameters']:,} parameters ({doc['model']['source']})",
-        f"  gate   : dev F1 {e['f1']:.4f} >= {g['f1_threshold']}: {verdict}",
+        f"  gate   : {gate_line}",
+        f"           ({g.get('why') or 'the preset gate'})",
         f"  eval   : P {e['precision']:.4f}  R {e['recall']:.4f}  strict-IOB2 F1 "
         f"{e['strict_iob2']['f1']:.4f}  ("
         + ", ".join(f"{k} {v['f1']:.3f}" for k, v in e["per_type"].items())
@@ -161,6 +190,8 @@ def summary(doc: dict) -> str:
         + f"; peak memory {_fmt(t['peak_memory_bytes'] and t['peak_memory_bytes'] / 2**20, ',.0f')} MiB"
         f"; time to gate {_fmt(t['time_to_gate_s'], '.1f')} s",
     ]
+    if doc["model"].get("load_note"):
+        lines.append(f"  model  : {doc['model']['load_note']}")
     trunc = doc["data"]["truncated_words"]
     if trunc["train"] or trunc["eval"]:
         lines.append(
@@ -211,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
             return fail(EXIT_INPUT, "input-error", f"--json {args.json}: no such folder {folder}")
+    from finetune import quiet
+
+    quiet.configure(verbose=args.verbose, hub_bars=args.download and not args.no_progress)
     try:
         from finetune import train as tr
     except ImportError as exc:
@@ -236,9 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         compile=args.compile,
         output_dir=args.output_dir,
         progress=False if args.no_progress else None,
+        f1_gate=args.f1_gate,
+        download=args.download,
+        verbose=args.verbose,
     )
     try:
         prep = tr.prepare(opts)
+        for note in prep.notes:
+            print(f"finetune: {note}", file=sys.stderr)
         doc = tr.train_and_evaluate(prep)
     except tr.InputError as exc:
         return fail(EXIT_INPUT, "input-error", f"error: {exc}")

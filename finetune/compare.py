@@ -35,6 +35,23 @@ def _parser() -> argparse.ArgumentParser:
         help="repeat for several seeds (corpus, weights and batch order) and report means",
     )
     p.add_argument("--order", choices=["reference-first", "ours-first"], default="reference-first")
+    p.add_argument(
+        "--bucket-batches",
+        type=int,
+        metavar="W",
+        help="our loop's length grouping window (default: as python -m finetune)",
+    )
+    p.add_argument(
+        "--ungrouped-too",
+        action="store_true",
+        help="also run our loop with random batches (--bucket-batches 1), to measure grouping",
+    )
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        metavar="N",
+        help="train on the first N sentences of --train-file only",
+    )
     p.add_argument("--json", metavar="FILE")
     return p
 
@@ -78,6 +95,10 @@ def run_reference(prep, model) -> dict:
             disable_tqdm=True,
         )
         trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
+        if not prep.opts.verbose:  # its end-of-training metrics dict, printed with print()
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
         t0 = time.perf_counter()
         out_train = trainer.train()
         wall = time.perf_counter() - t0
@@ -138,6 +159,7 @@ def run_ours(prep, model) -> dict:
         "samples_per_s": t["samples"] / wall,
         "steady_samples_per_s": t["samples_per_s"],
         "padding_fraction": t["padding_fraction"],
+        "length_bucketing_window": doc["config"]["length_bucketing_window"],
         "optimizer": doc["config"]["optimizer"],
         "f1": doc["eval"]["f1"],
         "f1_seqeval": seqeval_f1,
@@ -151,6 +173,9 @@ def run_ours(prep, model) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from finetune import quiet
+
+    quiet.configure(verbose=args.verbose)
     from finetune import train as tr
 
     try:
@@ -177,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype,
             eval_each_epoch=False,
             progress=False,
+            bucket_batches=args.bucket_batches,
+            train_limit=args.train_limit,
+            download=args.download,
+            verbose=args.verbose,
         )
         try:
             prep = tr.prepare(opts)
@@ -185,9 +214,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INPUT
         results = {}
         order = ["reference", "ours"] if args.order == "reference-first" else ["ours", "reference"]
+        if args.ungrouped_too:
+            order.append("ours_ungrouped")
         for name in order:
-            model = tr.build_model(prep)  # same seed: the same initial weights for both
-            results[name] = (run_reference if name == "reference" else run_ours)(prep, model)
+            model = tr.build_model(prep)  # same seed: the same initial weights for every run
+            if name == "reference":
+                results[name] = run_reference(prep, model)
+            elif name == "ours":
+                results[name] = run_ours(prep, model)
+            else:
+                prep.opts.bucket_batches = 1
+                results[name] = run_ours(prep, model)
+                prep.opts.bucket_batches = args.bucket_batches
             del model
         results["seed"] = prep.preset.seed
         runs.append(results)
@@ -195,7 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"  seed {prep.preset.seed}: reference {results['reference']['samples_per_s']:.1f} "
                 f"samples/s F1 {results['reference']['f1']:.4f}; ours "
-                f"{results['ours']['samples_per_s']:.1f} samples/s F1 {results['ours']['f1']:.4f}",
+                f"{results['ours']['samples_per_s']:.1f} samples/s F1 {results['ours']['f1']:.4f}"
+                + (
+                    f"; ungrouped {results['ours_ungrouped']['samples_per_s']:.1f} samples/s "
+                    f"F1 {results['ours_ungrouped']['f1']:.4f}"
+                    if args.ungrouped_too
+                    else ""
+                ),
                 flush=True,
             )
 
@@ -205,7 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref = {
         k: mean("reference", k) for k in ("samples_per_s", "wall_s", "f1", "precision", "recall")
     }
-    ours = {k: mean("ours", k) for k in ("samples_per_s", "wall_s", "f1", "precision", "recall")}
+    keys = ("samples_per_s", "wall_s", "f1", "precision", "recall")
+    ours = {k: mean("ours", k) for k in (*keys, "padding_fraction")}
+    ungrouped = (
+        {k: mean("ours_ungrouped", k) for k in (*keys, "padding_fraction")}
+        if args.ungrouped_too
+        else None
+    )
     import torch
     import transformers
 
@@ -227,9 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "train_sentences": len(prep.train_sentences),
                 "eval_sentences": len(prep.eval_sentences),
                 "order": args.order,
+                "model": args.model or f"preset:{prep.preset.name}",
+                "data": prep.data_info.get("source"),
+                "length_bucketing_window": runs[0]["ours"]["length_bucketing_window"],
             },
             "reference": ref,
             "ours": ours,
+            "ours_ungrouped": ungrouped,
             "runs": runs,
             "speedup": ours["samples_per_s"] / ref["samples_per_s"],
             "f1_delta": ours["f1"] - ref["f1"],
@@ -250,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"preset {doc['preset']} on {doc['device']} ({doc['dtype']}), batch "
         f"{prep.preset.batch_size}, max length {prep.preset.max_length}, {prep.preset.epochs} "
         f"epochs, lr {prep.preset.lr}, {len(prep.train_sentences)} train sentences, "
-        f"{len(runs)} seed(s) (means)"
+        f"{len(runs)} seed(s) (means), model {doc['config']['model']}"
     )
     print(
         f"  reference HF Trainer : {ref['samples_per_s']:9.1f} samples/s  "
@@ -260,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  finetune (ours)      : {ours['samples_per_s']:9.1f} samples/s  "
         f"({ours['wall_s']:.1f} s)  dev F1 {ours['f1']:.4f}"
     )
+    if ungrouped:
+        print(
+            f"  ours, random batches : {ungrouped['samples_per_s']:9.1f} samples/s  "
+            f"({ungrouped['wall_s']:.1f} s)  dev F1 {ungrouped['f1']:.4f}"
+        )
     print(f"  ratio ours/reference : {doc['speedup']:.2f}x samples/s, F1 {doc['f1_delta']:+.4f}")
     if args.json:
         _write_json(args.json, doc)

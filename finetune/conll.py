@@ -160,8 +160,18 @@ def write_conll(
     write_atomic(path, format_conll(sentences, predictions))
 
 
-def load_hf_dataset(spec: str, split: str) -> list[Sentence]:
-    """``hf:NAME[:CONFIG]`` through the optional `datasets` package (tokens + ner_tags columns)."""
+# Names that moved on the Hugging Face hub: the canonical `conll2003` now lives under its
+# maintainer's namespace (served from the hub's parquet export, so no loading script runs).
+HF_ALIASES = {"conll2003": "eriktks/conll2003"}
+
+
+def load_hf_dataset(spec: str, split: str, download: bool = False) -> list[Sentence]:
+    """``hf:NAME[:CONFIG]`` through the optional `datasets` package (tokens + ner_tags columns).
+
+    Without `download`, only the local cache is read (both hub and datasets offline)."""
+    if not download:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     try:
         import datasets  # noqa: PLC0415 - optional dependency
     except ImportError:
@@ -170,10 +180,15 @@ def load_hf_dataset(spec: str, split: str) -> list[Sentence]:
         ) from None
     _, _, rest = spec.partition(":")
     ds_name, _, ds_config = rest.partition(":")
+    ds_name = HF_ALIASES.get(ds_name, ds_name)
+    if not download:
+        datasets.config.HF_HUB_OFFLINE = True  # in case it was imported before
     try:
         ds = datasets.load_dataset(ds_name, ds_config or None, split=split)
     except Exception as exc:  # datasets raises many kinds; all mean "cannot use this input"
-        raise ConllError(f"{spec}: cannot load split {split!r}: {exc}") from None
+        hint = "" if download else " (not in the local cache; --download fetches it)"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConllError(f"{spec}: cannot load split {split!r}: {first}{hint}") from None
     if "tokens" not in ds.column_names or "ner_tags" not in ds.column_names:
         raise ConllError(f"{spec}: needs 'tokens' and 'ner_tags' columns, has {ds.column_names}")
     feature = ds.features["ner_tags"]

@@ -8,6 +8,7 @@ The same seed always gives the same corpus (``random.Random`` only, no global st
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,35 +81,36 @@ _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Su
 _MONTHS = ("January", "March", "May", "July", "September", "November")
 _NUMBERS = ("two", "three", "five", "12", "40", "1996", "3.5", "70", "100", "250")
 
-# {P}=PER {O}=ORG {L}=LOC {M}=MISC {D}=day {N}=number {T}=title {X}=month
+# {P}=PER {O}=ORG {L}=LOC {M}=MISC {D}=day {N}=number {T}=title {X}=month; [...] is optional
+# (each kept with probability 1/2), so that sentences of one template differ in length too
 _TEMPLATES = (
-    "{P} said on {D} that {O} would open an office in {L} .",
-    "{O} shares rose {N} percent in {L} on {D} .",
-    "{T} {P} of {O} arrived in {L} for talks .",
-    "The {M} delegation met {P} in {L} .",
+    "{P} said [on {D}] that {O} would [soon] open an office in {L} .",
+    "{O} shares rose {N} percent in [early trading in] {L} [on {D}] .",
+    "{T} {P} of {O} arrived in {L} [on {D}] for [two days of] talks .",
+    "The {M} delegation [led by {P}] met {P} in {L} .",
     "{P} won the {M} after beating {P} in the final .",
-    "{O} agreed to buy {O} for {N} million dollars .",
-    "Police in {L} arrested {N} people after the match .",
-    "{P} , a spokesman for {O} , declined to comment .",
+    "{O} agreed to buy [rival] {O} for {N} million dollars [in cash] .",
+    "Police in {L} arrested {N} people after the match [on {D}] .",
+    "{P} , a spokesman for {O} , declined to comment [on the report] .",
     "{L} beat {L} {N} - {N} in {X} .",
-    "{M} officials said the talks in {L} had failed .",
-    "{O} reported a loss of {N} million in {X} .",
+    "{M} officials said [on {D}] the talks in {L} had failed .",
+    "{O} reported a [net] loss of {N} million [dollars] in {X} .",
     "Rain delayed play at the {M} in {L} .",
-    "{P} told reporters in {L} that prices would fall .",
+    "{P} told reporters in {L} [on {D}] that prices would fall [further] .",
     "According to {O} , exports to {L} grew {N} percent .",
     "{P} joined {O} from {O} last {X} .",
     "The {M} team flew to {L} on {D} .",
     "{T} {P} resigned on {D} .",
-    "{O} said it would cut {N} jobs in {L} .",
+    "{O} said it would cut {N} jobs in {L} [by the end of {X}] .",
     "Fans of {O} gathered outside the stadium in {L} .",
-    "{P} and {P} will meet in {L} next {X} .",
+    "{P} and {P} will meet in {L} next {X} [to discuss the plan] .",
     "Prices were steady on {D} , traders said .",
     "The {M} government rejected the plan .",
     "{P} scored twice as {O} beat {O} .",
-    "Heavy rain hit {L} and {L} overnight .",
-    "{O} chief executive {P} said demand was strong .",
+    "Heavy rain hit {L} and {L} overnight [, forcing schools to close] .",
+    "{O} chief executive {P} said demand [in {L}] was strong .",
     "A {M} court in {L} fined {O} on {D} .",
-    "{N} people were hurt when a bus crashed near {L} .",
+    "{N} people were hurt when a bus crashed near {L} [on {D}] .",
     "{P} ( {L} ) {N} {N}",
     "{L} {N} {O} {N}",
     "the talks will resume in {X} , {P} said .",
@@ -183,6 +185,12 @@ _SLOTS = {"P": "PER", "O": "ORG", "L": "LOC", "M": "MISC"}
 
 def _fill(template: str, names: _Names, words: list[str], tags: list[str]) -> None:
     rng = names.rng
+    parts = re.split(r"(\[[^\]]*\])", template)
+    template = " ".join(
+        p[1:-1] if p.startswith("[") else p
+        for p in parts
+        if not p.startswith("[") or rng.random() < 0.5
+    )
     for piece in template.split():
         if piece.startswith("{") and piece.endswith("}"):
             key = piece[1:-1]

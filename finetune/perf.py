@@ -1,7 +1,7 @@
 """Throughput, step-time, memory, FLOPs and MFU bookkeeping.
 
-FLOPs follow the PaLM/nanoGPT approximation (see shared/research/ner_anchors.md 3.1):
-training FLOPs for a sequence of length s = 6*N*s + 12*L*h*s**2, where N is the number of
+FLOPs follow the approximation of the PaLM paper (Chowdhery et al. 2022, appendix B) and
+nanoGPT's `estimate_mfu`: training FLOPs for a sequence of length s = 6*N*s + 12*L*h*s**2, where N is the number of
 matmul weights (embeddings, LayerNorm and biases excluded) and the second term is the QK^T and
 AV attention matmuls, forward plus backward. "Model" FLOPs count only the real (non-pad)
 tokens; "padded" FLOPs count what the hardware computed on the padded batch.
@@ -13,8 +13,9 @@ import math
 import re
 import resource
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Peak:
     source: str
 
 
-# Figures from shared/research/ner_anchors.md section 3.3, with the sources it names. Names are
+# Dense peaks from the vendors' datasheets and the tables of torchtitan and nanochat, each row naming
+# its source (a "recalled" source is a placeholder until checked). Names are
 # the strings the CUDA driver reports; they are matched exactly (case and spacing aside) so that
 # e.g. "NVIDIA L40" never takes the "NVIDIA L4" or "NVIDIA L40S" figures.
 PEAKS: tuple[Peak, ...] = (
@@ -215,3 +217,145 @@ def process_peak_rss() -> int | None:
     except (OSError, ValueError):
         return None
     return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+# --- per-step figures and the rates made of them ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one optimizer step processed."""
+
+    samples: int
+    real_tokens: int  # non-pad tokens
+    padded_tokens: int  # samples x padded width
+    model_flops: float  # training FLOPs of the real tokens
+    padded_flops: float  # training FLOPs of the padded batch
+
+    @classmethod
+    def of(cls, lengths: Sequence[int], width: int, n_weights: int, layers: int, hidden: int):
+        return cls(
+            samples=len(lengths),
+            real_tokens=sum(lengths),
+            padded_tokens=width * len(lengths),
+            model_flops=sum(sequence_flops(n_weights, layers, hidden, n) for n in lengths),
+            padded_flops=len(lengths) * sequence_flops(n_weights, layers, hidden, width),
+        )
+
+
+class StepTimer:
+    """Per-step wall times; CUDA events on a GPU (no per-step host sync), perf_counter on CPU.
+
+    A chain is one epoch: a step's time runs from its start to the next step's start, and the
+    last step of a chain ends at `close_chain()`.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.marks: list = []
+        self.chains: list[list] = []
+
+    def _mark(self):
+        if self.cuda:
+            import torch
+
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def step(self) -> None:
+        self.marks.append(self._mark())
+
+    def close_chain(self) -> None:
+        if self.marks:
+            self.marks.append(self._mark())
+            self.chains.append(self.marks)
+            self.marks = []
+
+    def durations(self) -> list[float]:
+        self.close_chain()
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        out: list[float] = []
+        for chain in self.chains:
+            for a, b in zip(chain, chain[1:], strict=False):
+                out.append(a.elapsed_time(b) / 1000.0 if self.cuda else b - a)
+        return out
+
+
+def warmup_steps_excluded(total_steps: int) -> int:
+    """Steps left out of the steady-state figures (allocator and kernel warm-up, compilation)."""
+    return 0 if total_steps < 2 else min(10, max(1, total_steps // 20))
+
+
+@dataclass
+class Throughput:
+    """Steady-state rates over the timed steps (the first `warmup` steps excluded)."""
+
+    samples_per_s: float | None
+    real_tokens_per_s: float | None
+    padded_tokens_per_s: float | None
+    model_flops_per_s: float | None
+    padded_flops_per_s: float | None
+    step_times: list[float] = field(default_factory=list)  # the timed steps
+    excluded: int = 0
+
+    @classmethod
+    def of(cls, steps: Sequence[Step], durations: Sequence[float], warmup: int) -> Throughput:
+        first = min(warmup, max(0, len(durations) - 1))
+        timed = list(durations[first:])
+        seconds = sum(timed)
+        counted = steps[first : first + len(timed)]
+
+        def rate(attr: str) -> float | None:
+            if not timed or seconds <= 0:
+                return None
+            return sum(getattr(s, attr) for s in counted) / seconds
+
+        return cls(
+            rate("samples"),
+            rate("real_tokens"),
+            rate("padded_tokens"),
+            rate("model_flops"),
+            rate("padded_flops"),
+            timed,
+            len(durations) - len(timed),
+        )
+
+
+@dataclass
+class Utilization:
+    """Model FLOPs utilisation against the GPU's dense peak for the dtype that ran."""
+
+    peak_tflops: float | None
+    peak_tflops_source: str | None
+    mfu: float | None
+    padded_flops_utilization: float | None
+    mfu_note: str | None
+
+    @classmethod
+    def of(cls, gpu_name: str | None, dtype: str, tf32: bool, rates: Throughput) -> Utilization:
+        peak = find_peak(gpu_name)
+        peak_tf = peak_tflops(peak, dtype, tf32) if peak else None
+
+        def util(flops_per_s: float | None) -> float | None:
+            return flops_per_s / (peak_tf * 1e12) if (peak_tf and flops_per_s) else None
+
+        if gpu_name is None:
+            note = "no MFU on CPU"
+        elif peak is None:
+            note = f"no peak FLOP/s on record for {gpu_name!r}"
+        elif peak_tf is None:
+            note = f"no {dtype} peak on record for {gpu_name!r}"
+        else:
+            note = None
+        return cls(
+            peak_tf,
+            peak.source if peak else None,
+            util(rates.model_flops_per_s),
+            util(rates.padded_flops_per_s),
+            note,
+        )

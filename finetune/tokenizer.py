@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Sequence
 
@@ -11,7 +12,14 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def train_wordpiece(sentences: Sequence[Sentence], vocab_size: int, model_max_length: int = 512):
-    """A cased BERT-style WordPiece tokenizer trained on `sentences` (a fast tokenizer)."""
+    """A cased BERT-style WordPiece tokenizer trained on `sentences` (a fast tokenizer); the
+    same corpus and sizes give the same tokenizer object within a process."""
+    texts = tuple(" ".join(s.words) for s in sentences)
+    return _train_wordpiece(texts, vocab_size, model_max_length)
+
+
+@functools.lru_cache(maxsize=4)
+def _train_wordpiece(texts: tuple[str, ...], vocab_size: int, model_max_length: int):
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -37,9 +45,10 @@ def train_wordpiece(sentences: Sequence[Sentence], vocab_size: int, model_max_le
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tok.train_from_iterator((" ".join(s.words) for s in sentences), trainer=trainer)
-    # The trainer is multi-threaded: the learned set of pieces is stable but their ids are not.
-    # Renumber them canonically (special tokens first, then sorted) so a seed gives one model.
+    tok.train_from_iterator(texts, trainer=trainer)
+    # Renumber the pieces canonically (special tokens first, then sorted). The trainer breaks
+    # ties between equally frequent pairs in hash order, so another process can learn a few
+    # different pieces from the same corpus; within a process the cache above gives one.
     learned = set(tok.get_vocab()) - set(SPECIAL_TOKENS)
     vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *sorted(learned)])}
     tok.model = models.WordPiece(
@@ -66,7 +75,7 @@ def load_tokenizer(name_or_dir: str):
     """The tokenizer of a checkpoint directory (or a cached hub id); it must be a fast one."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(name_or_dir)
+    tok = AutoTokenizer.from_pretrained(name_or_dir, local_files_only=True)
     if not getattr(tok, "is_fast", False):
         raise ValueError(
             f"{name_or_dir}: the tokenizer is not a fast tokenizer; word_ids() alignment needs one"

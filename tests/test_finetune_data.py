@@ -79,3 +79,15 @@ def test_presets():
         assert 0 < p.f1_gate < 1 and p.hidden_size % p.num_heads == 0
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("huge")
+
+
+def test_lengths_vary_within_a_template():
+    # optional segments: one template's sentences are not all one length, so that length
+    # grouping does not batch a template with itself
+    train, _ = generate_corpus(2000, 10, seed=3)
+    plain = [
+        len(s)
+        for s in train
+        if "arrested" in s.words and s.words[0] == "Police" and s.words[-1] == "."
+    ]
+    assert len(set(plain)) >= 3
