@@ -4,7 +4,7 @@
 # index: so no venv and no build isolation. Everything it learns goes to $OUT (default out/),
 # to become test fixtures (snapshots) and docs/benchmarks.md figures.
 #
-# Budget: well under 10 minutes. Every step has its own `timeout`, and each gpucheck run is
+# Budget: well under 10 minutes ($BUDGET). Every step has its own `timeout`, and each gpucheck run is
 # given a whole-run --timeout well inside it (its deadline bounds the sum over every GPU and
 # keeps a reserve to write the report), so a report is written before any outer limit.
 set -u
@@ -13,10 +13,18 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 STARTED=$(date +%s)
 step() { printf '\n=== %s (%s, +%ss)\n' "$1" "$(date -u +%H:%M:%S)" "$(($(date +%s) - STARTED))"; }
-# run LIMIT NAME CMD...: the command under an outer limit, its exit status and wall time noted
+BUDGET=${BUDGET:-570} # seconds for the whole script: the lent machine's 10-minute limit, less a margin
+# run LIMIT NAME CMD...: the command under an outer limit, its exit status and wall time noted.
+# A step whose limit no longer fits in what is left of BUDGET is skipped (and says so) rather
+# than cut short: a gpucheck run cut below its own --timeout would write no report.
 run() {
   local limit=$1 name=$2
   shift 2
+  local left=$((BUDGET - ($(date +%s) - STARTED)))
+  if [ "$left" -lt "$limit" ]; then
+    echo "$name: skipped, ${left} s of the ${BUDGET} s budget left, the step needs up to ${limit} s" | tee -a "$OUT/steps.txt"
+    return 0
+  fi
   local t0=$(date +%s)
   timeout -k 5 "$limit" "$@"
   local rc=$?
@@ -55,6 +63,9 @@ run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$
 step "what the runs say (items 2, 5, 7, 9)"
 $PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
 
+step "GPU-only tests"
+run 240 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
+
 step "issue 12: the whole node (P2P, NVLink, NCCL all_reduce, H2D/D2H, matmul), then DDP over every GPU"
 run 90 node $PY -m gpucheck node --thorough --timeout 80 --node-timeout 70 \
   --figures "$OUT/node-figures.json" --json "$OUT/report-node.json" -q
@@ -62,9 +73,6 @@ NGPU=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | wc -l)
 # an explicit endpoint takes the torchrun path even on one GPU (NCCL with world size 1)
 run 200 ddp $PY -m gpucheck bench --bench-preset small --timeout 180 --bench-timeout 170 \
   --nproc-per-node "$NGPU" --rdzv-endpoint 127.0.0.1:29517 --json "$OUT/report-ddp.json" -q
-
-step "GPU-only tests"
-run 300 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 
 step "fine-tuning vs the Hugging Face Trainer, same model and data (cuda:0, base)"
 run 150 compare $PY -m finetune.compare --preset base --device cuda --json "$OUT/compare.json"
