@@ -323,12 +323,12 @@ def test_findings_carry_the_nvml_index_not_the_cuda_one():
 def test_run_benches_joins_cuda_devices_to_nvml_on_uuid(stub, monkeypatch):
     from dataclasses import replace
 
-    from factories import gpus
+    from factories import MODELS, gpus
 
     script, _ = stub
     monkeypatch.setenv("STUB_SCENARIO", "ok")
     nv = gpus("h100", 2, ("18", "2A"))
-    snap = _snapshot(("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"))
+    snap = _snapshot((MODELS["h100"].name,) * 2)
     rt = snap.torch_runtime
     devs = (replace(rt.devices[0], uuid=nv[1].uuid), replace(rt.devices[1], uuid=nv[0].uuid))
     snap = replace(snap, gpus=nv, torch_runtime=replace(rt, devices=devs))

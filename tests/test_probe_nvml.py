@@ -11,11 +11,14 @@ import time
 import jsonschema
 import pytest
 from conftest import load_schema
+from factories import MODELS
 from fakes.fake_pynvml import CODES, DEVICE_FUNCTIONS, FakeGpu, FakeNvml
 
 from gpucheck.probe import collect, fallbacks
 from gpucheck.probe.nvml import decode_clock_event_reasons, nvml_error_name, probe_nvml, query_nvml
 from gpucheck.snapshot import Gpu, Snapshot
+
+H100 = MODELS["h100"]  # the fake's default GPU
 
 GPU_FIELDS = (
     "name",
@@ -83,11 +86,11 @@ def test_healthy_two_gpus_every_field(monkeypatch):
     g0, g1 = result.gpus
     assert g0 == Gpu(
         index=0,
-        name="NVIDIA H100 80GB HBM3",
+        name=H100.name,
         uuid=FakeGpu().uuid,
         pci_bus_id="00000000:18:00.0",
         compute_capability="9.0",
-        memory_total_bytes=85520809984,
+        memory_total_bytes=H100.memory,
         memory_used_bytes=4 * 2**20,  # v2: without the 540 MiB the driver reserves
         pcie_gen_current=5,
         pcie_gen_max=5,
@@ -209,7 +212,7 @@ def test_one_gpu_of_several_lost_at_handle(monkeypatch):
     gpus = query_nvml().gpus
     assert [g.error for g in gpus] == [None, "GpuIsLost", None]
     assert gpus[1] == Gpu(index=1, error="GpuIsLost")
-    assert gpus[2].name == "NVIDIA H100 80GB HBM3"
+    assert gpus[2].name == H100.name
 
 
 def test_gpu_lost_midway_keeps_earlier_fields_and_stops(monkeypatch):
@@ -217,7 +220,7 @@ def test_gpu_lost_midway_keeps_earlier_fields_and_stops(monkeypatch):
     fake.install(monkeypatch)
     (g,) = query_nvml().gpus
     assert g.error == "GpuIsLost"
-    assert g.memory_total_bytes == 85520809984 and g.pcie_gen_current is None
+    assert g.memory_total_bytes == H100.memory and g.pcie_gen_current is None
     assert "nvmlDeviceGetPowerUsage" not in fake.calls  # no more calls into a lost GPU
 
 
@@ -323,7 +326,7 @@ def test_a_hang_midway_keeps_the_gpus_read_before_it(monkeypatch):
         fake.release()
     assert result.error == "Timeout" and result.driver_version == "550.54.14"
     assert [g.error for g in result.gpus] == [None, "Timeout", "Timeout"]
-    assert result.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    assert result.gpus[0].name == H100.name
     assert "1 of 3 GPU(s) read" in result.errors[-1]
 
 
