@@ -1,9 +1,11 @@
-"""Run a program with a timeout through the project's one command runner."""
+"""Run a program with a timeout through the project's one command runner (gpucheck.proc)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from gpucheck import proc
 
 
 @dataclass(frozen=True)
@@ -15,12 +17,6 @@ class Ran:
 
 
 def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Ran:
-    try:
-        from gpucheck.proc import run as proc_run
-    except ImportError:  # pragma: no cover - older tree without gpucheck.proc
-        from gpucheck.probe._util import run_command
-
-        r = run_command(argv, timeout=timeout, env=env)
-        return Ran(r.returncode, r.stdout, r.stderr, r.error)
-    c = proc_run(argv, timeout=timeout, env=env)
+    """`argv` in its own process group, killed with its children at `timeout`."""
+    c = proc.run(argv, timeout=timeout, env=env)
     return Ran(c.returncode, c.stdout, c.stderr, c.error)
