@@ -375,6 +375,7 @@ from gpucheck.bench_judge import (  # noqa: E402 - re-exported: callers use benc
     BUSY_PERCENT,
     SLOW_RATIO,
     bench_findings,
+    merge,
     pcie_under_load,
 )
 
@@ -386,6 +387,7 @@ __all__ = [
     "bench_devices",
     "bench_findings",
     "choose_preset",
+    "merge",
     "pcie_under_load",
     "run_bench",
     "run_benches",

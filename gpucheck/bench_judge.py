@@ -246,3 +246,12 @@ def _slow_gpus(results: Sequence[BenchResult]) -> list[Finding]:
                     )
                 )
     return out
+
+
+def merge(findings: Iterable[Finding], from_bench: Iterable[Finding]) -> list[Finding]:
+    """The diagnosis's findings plus the benchmark's, where a PCIe link judged under load
+    (GC308 from the samples) replaces the idle snapshot's GC308 for the same GPU."""
+    from_bench = list(from_bench)
+    judged = {f.gpu for f in from_bench if f.id == "GC308" and f.gpu is not None}
+    kept = [f for f in findings if not (f.id == "GC308" and f.gpu in judged)]
+    return kept + from_bench

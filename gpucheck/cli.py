@@ -256,7 +256,8 @@ def run_report_command(args: argparse.Namespace) -> int:
                     launch=node_bench.options(args),
                 )
             )
-            findings += bench_mod.bench_findings(bench)
+            # a PCIe link judged under load replaces the idle snapshot's GC308 for that GPU
+            findings = bench_mod.merge(findings, bench_mod.bench_findings(bench))
     report = Report(
         snapshot=snapshot,
         findings=tuple(sort_findings(findings)),

@@ -416,3 +416,21 @@ def test_sampler_reads_nvml_while_running_and_stops_on_time(monkeypatch):
     sampler.stop()
     fake.release()
     assert time.monotonic() - t0 < 1.0 and "did not stop" in sampler.error
+
+
+def test_the_link_judged_under_load_replaces_the_idle_note_for_that_gpu():
+    from gpucheck.findings import Finding
+
+    idle = [
+        Finding(
+            "GC308", Severity.INFO, "PCIe link is below its maximum while idle", ("x",), "y", 2
+        ),
+        Finding(
+            "GC308", Severity.INFO, "PCIe link is below its maximum while idle", ("x",), "y", 5
+        ),
+        Finding("GC310", Severity.INFO, "Persistence mode is off", ("x",), "y", 2),
+    ]
+    loaded = bench_findings([replace_result(_result("ok", gpu=2), samples=_samples(2, 4, 8, 97))])
+    merged = bench.merge(idle, loaded)
+    got = sorted((f.id, f.severity.value, f.gpu) for f in merged)
+    assert got == [("GC308", "info", 5), ("GC308", "warn", 2), ("GC310", "info", 2)]
