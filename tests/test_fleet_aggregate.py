@@ -342,3 +342,9 @@ def test_a_slow_node_is_an_outlier_among_nodes_of_the_same_shape(tmp_path, capsy
         "cuda:0",
         "cuda:1",
     }
+
+
+def test_srun_refuses_a_folder_that_already_holds_reports(tmp_path, capsys):
+    (tmp_path / "gpu1.error").write_text("timed out\n")
+    code = main(["fleet", "--out", str(tmp_path), "--srun", "-N2"])
+    assert code == 2 and "already holds reports" in capsys.readouterr().err

@@ -202,7 +202,7 @@ def run_srun(
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out}: {exc.strerror or exc}") from None
-    if glob.glob(os.path.join(glob.escape(out), "*.json")):
+    if list_reports([out]):
         raise UsageError(f"--out {out} already holds reports; give an empty or new folder")
     try:
         check_args = shlex.split(args.check_args)
