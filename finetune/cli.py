@@ -223,6 +223,10 @@ def _error_doc(status: str, error: str, args: argparse.Namespace) -> dict:
     }
 
 
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -231,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fail(code: int, status: str, message: str) -> int:
         print(f"finetune: {message}", file=sys.stderr)
-        if args.json:
+        if args.json and _is_main():  # under a launcher, rank 0 writes the one JSON
             try:
                 _write_json(args.json, _error_doc(status, message, args))
             except UsageError:
@@ -253,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "skipped",
             f"needs torch and transformers ({exc}); pip install 'gpu-path-check[bench]'",
         )
+    from finetune import distributed
+
     opts = tr.Options(
         preset=args.preset,
         model=args.model,
@@ -275,11 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
     )
     try:
+        dist = distributed.setup(args.device)  # joins a launcher's process group, if any
+        opts.device = distributed.device_spec(dist, opts.device)
         prep = tr.prepare(opts)
         for note in prep.notes:
             print(f"finetune: {note}", file=sys.stderr)
         doc = tr.train_and_evaluate(prep)
-    except tr.InputError as exc:
+    except (tr.InputError, distributed.DistError) as exc:
         return fail(EXIT_INPUT, "input-error", f"error: {exc}")
     except tr.OutOfMemory as exc:
         return fail(EXIT_GATE, "oom", f"out of memory: {exc}")
@@ -301,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {first[:300]}"
             f"{where} (rerun with FINETUNE_DEBUG=1 for the traceback)",
         )
+    if not dist.is_main:  # rank 0 evaluates and reports for every rank
+        distributed.teardown(dist)
+        return EXIT_OK
+    distributed.teardown(dist)
     doc = _finite(doc)
     if args.json:
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from finetune import perf
+from finetune import distributed, perf
 from finetune.amp import autocast, grad_scaler
 from finetune.batching import Batcher, group_window, length_buckets, prefetch
 from finetune.config import Preset
@@ -109,6 +109,7 @@ def train_batches(batcher: Batcher, prep: Prepared, epoch: int, done: int, total
     rng = random.Random(f"{prep.preset.seed}-{epoch}")
     window = grouping_window(prep)
     batches = length_buckets(batcher.lengths, prep.preset.batch_size, rng, window)
+    batches = distributed.shard(batches, distributed.active())  # this rank's share (DDP)
     return batches[: max(0, total - done)]
 
 
@@ -147,7 +148,8 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
 
     opts, preset, device, dtype = prep.opts, prep.preset, prep.device, prep.dtype
     cuda = device.type == "cuda"
-    is_main = True  # the process that evaluates and writes the result
+    dist = distributed.active()  # a single process unless a launcher started this one
+    is_main = dist.is_main  # the process that evaluates and writes the result
     t_setup = time.perf_counter()
 
     # determinism and device settings
@@ -163,11 +165,11 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
     model = model if model is not None else build_model(prep)
     model.to(device)
     model.train()
-    run_model = wrap_model(model, opts)
+    run_model = wrap_model(distributed.wrap(model, dist), opts)
     # the grad scaler on CPU is only known to work with the plain (foreach) kernel
     optimizer, opt_name = make_optimizer(model, preset, fused=cuda or dtype != "fp16")
     scaler = grad_scaler(device.type, enabled=dtype == "fp16")
-    plan = Plan.of(len(prep.train_enc), preset, opts)
+    plan = Plan.of(distributed.per_rank(len(prep.train_enc), dist), preset, opts)
     scheduler = get_linear_schedule_with_warmup(optimizer, plan.warmup_steps, plan.total_steps)
 
     # batches: dynamic padding (to a multiple of 8 where tensor cores or compile like it)
@@ -257,6 +259,10 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
 
     # figures, verdict, output
     durations = timer.durations()
+    n_samples = sum(s.samples for s in steps)
+    mine = {"samples": n_samples, "steps": len(steps), "wall_s": train_s}
+    mine["samples_per_s"] = n_samples / train_s if train_s > 0 else None
+    dist_block = distributed.finish(dist, mine)  # every rank: all_reduce, gather to rank 0
     if not is_main:
         return {}
     if final is None:  # stopped early (non-finite loss): evaluate what we have
@@ -294,7 +300,7 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
     )
     from finetune.report import train_section
 
-    return document(
+    doc = document(
         device=device,
         dtype=dtype,
         model=ModelInfo(
@@ -341,6 +347,9 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
         gate=gate,
         output_dir=opts.output_dir,
     )
+    if dist_block is not None:
+        doc["distributed"] = dist_block
+    return doc
 
 
 def _progress(enabled: bool | None, total: int, label: str):
