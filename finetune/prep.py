@@ -166,11 +166,19 @@ def load_data(opts: Options, preset: Preset) -> tuple[list[Sentence], list[Sente
     return out[0], out[1], info
 
 
+# A pretrained checkpoint is fine-tuned with the usual fine-tuning recipe (run_ner.py's learning
+# rate and epochs, run_ner_no_trainer.py's max length), not with the built-in preset's, which is
+# made for a small model trained from scratch (tiny: lr 1e-3, 7 epochs, 64 tokens).
+CHECKPOINT_RECIPE = {"lr": 5e-5, "epochs": 3, "max_length": 128}
+
+
 def _apply_overrides(opts: Options) -> Preset:
     try:
         preset = get_preset(opts.preset)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if opts.model:
+        preset = preset.replace(**CHECKPOINT_RECIPE)
     changes = {
         k: getattr(opts, k)
         for k in ("epochs", "batch_size", "max_length", "lr", "seed")
@@ -217,6 +225,8 @@ def prepare(opts: Options) -> Prepared:
                 f"has only {cfg.vocab_size} token embeddings"
             )
         limit = getattr(cfg, "max_position_embeddings", None)
+        if limit is not None and opts.max_length is None:
+            preset = preset.replace(max_length=min(preset.max_length, limit))
         if limit is not None and preset.max_length > limit:
             raise InputError(
                 f"--max-length {preset.max_length} is longer than the model's {limit} positions"

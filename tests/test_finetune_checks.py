@@ -52,6 +52,7 @@ def _conll(path, sentences):
 
 
 def _fail(capsys, argv, message):
+    capsys.readouterr()  # drop what building the test checkpoint printed
     rc = cli.main([*ARGS, *argv])
     err = capsys.readouterr().err
     assert rc == 2, err
@@ -172,3 +173,17 @@ def test_fp16_path_on_cpu(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["dtype"] == "fp16" and doc["config"]["grad_scaler"] is True
     assert doc["train"]["steps"] == 2 and doc["gate"]["loss_finite"]
+
+
+def test_a_checkpoint_keeps_its_dropout_and_gets_a_fine_tuning_recipe(tmp_path):
+    from transformers import BertConfig
+
+    path = _bert(tmp_path / "m")
+    cfg = BertConfig.from_pretrained(path)
+    prep = tr.prepare(tr.Options(model=str(path), device="cpu", max_steps=1))
+    model = tr.build_model(prep)
+    # the preset's dropout 0.0 (made for the tiny model from scratch) is not applied to it
+    assert model.config.hidden_dropout_prob == cfg.hidden_dropout_prob == 0.1
+    # nor its learning rate, epochs and length: run_ner.py's lr and epochs, max length
+    # min(128, the model's positions)
+    assert (prep.preset.lr, prep.preset.epochs, prep.preset.max_length) == (5e-5, 3, 64)
