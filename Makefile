@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/probe_speed.py --runs 9
 	$(BIN)/python benchmarks/fault_times.py
 	$(BIN)/python benchmarks/fleet_aggregate.py
+	$(BIN)/python benchmarks/node_ddp.py
 	$(BIN)/python -m finetune.compare --seeds 42,1,2,3,4 $(ARGS_COMPARE)
 
 # The one script to run on a lent GPU machine: it has torch, transformers, nvidia-ml-py, rich,
