@@ -315,7 +315,13 @@ def run_benches(
         left = timeout if deadline is None else deadline - time.monotonic() - REPORT_RESERVE_S
         limit = min(timeout, max(1.0, left))
         kw = {"preset": chosen, "timeout": limit, "python": python, "extra_args": extra_args}
-        return [bench_glue.run_distributed_bench(snapshot, nproc, launch, **kw)]
+        gpus = [facts.nvml_index(snapshot, i) for i, _ in _usable_devices(snapshot)]
+        sampler = NvmlSampler([g for g in gpus if g is not None]).start()
+        try:
+            result = bench_glue.run_distributed_bench(snapshot, nproc, launch, **kw)
+        finally:
+            samples = sampler.stop()
+        return [replace(result, samples=tuple(samples), sampling_error=sampler.error)]
     results = []
     for d in devices:
         index = _gpu_index(d)

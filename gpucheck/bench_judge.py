@@ -166,50 +166,46 @@ def pcie_under_load(results: Iterable[BenchResult]) -> list[Finding]:
     At idle the link trains down by design; under load it should run at its maximum
     generation and width. A link below either while the GPU is busy is a slot, riser or BIOS
     problem (PCI Express Base Specification: link speed and width are negotiated at training).
+    A torchrun run over several GPUs carries the samples of each; they are judged per GPU.
     """
     out = []
     for r in results:
-        load = busy(r.samples, BUSY_PERCENT)
-        if r.gpu is None or not load:
-            continue
-        gens = [s.pcie_gen_current for s in load if s.pcie_gen_current is not None]
-        widths = [s.pcie_width_current for s in load if s.pcie_width_current is not None]
-        gen_max = next((s.pcie_gen_max for s in load if s.pcie_gen_max), None)
-        width_max = next((s.pcie_width_max for s in load if s.pcie_width_max), None)
-        if not gens or not widths or gen_max is None or width_max is None:
-            continue
-        # the link as it ran most of the time under load
-        gen, width = statistics.median_low(gens), statistics.median_low(widths)
-        ev = (
-            f"{_who(r)}: PCIe gen {gen} of {gen_max}, width x{width} of x{width_max} "
-            f"(median of {len(load)} NVML samples at >= {BUSY_PERCENT}% utilization)",
-            f"lowest seen under load: gen {min(gens)}, x{min(widths)}",
-        )
-        if gen < gen_max or width < width_max:
-            out.append(
-                Finding(
-                    "GC308",
-                    Severity.WARN,
-                    "PCIe link runs below its maximum under load",
-                    ev,
-                    "Reseat the card in a CPU-attached x16 slot, use a riser rated for the PCIe "
-                    "generation, and check the BIOS PCIe speed setting; `sudo lspci -vv` shows "
-                    f"LnkSta, `nvidia-smi -q -i {r.gpu} -d PERFORMANCE` the link while it works.",
-                    r.gpu,
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    "GC308",
-                    Severity.OK,
-                    "PCIe link runs at its maximum under load",
-                    ev,
-                    None,
-                    r.gpu,
-                )
-            )
+        by_gpu: dict[int, list] = {}
+        for s in busy(r.samples, BUSY_PERCENT):
+            by_gpu.setdefault(s.gpu, []).append(s)
+        for gpu, load in sorted(by_gpu.items()):
+            finding = _link_finding(r, gpu, load)
+            if finding is not None:
+                out.append(finding)
     return out
+
+
+def _link_finding(r: BenchResult, gpu: int, load: list) -> Finding | None:
+    gens = [s.pcie_gen_current for s in load if s.pcie_gen_current is not None]
+    widths = [s.pcie_width_current for s in load if s.pcie_width_current is not None]
+    gen_max = next((s.pcie_gen_max for s in load if s.pcie_gen_max), None)
+    width_max = next((s.pcie_width_max for s in load if s.pcie_width_max), None)
+    if not gens or not widths or gen_max is None or width_max is None:
+        return None
+    # the link as it ran most of the time under load
+    gen, width = statistics.median_low(gens), statistics.median_low(widths)
+    ev = (
+        f"GPU {gpu} during {_who(r)}: PCIe gen {gen} of {gen_max}, width x{width} of "
+        f"x{width_max} (median of {len(load)} NVML samples at >= {BUSY_PERCENT}% utilization)",
+        f"lowest seen under load: gen {min(gens)}, x{min(widths)}",
+    )
+    if gen < gen_max or width < width_max:
+        return Finding(
+            "GC308",
+            Severity.WARN,
+            "PCIe link runs below its maximum under load",
+            ev,
+            "Reseat the card in a CPU-attached x16 slot, use a riser rated for the PCIe "
+            "generation, and check the BIOS PCIe speed setting; `sudo lspci -vv` shows "
+            f"LnkSta, `nvidia-smi -q -i {gpu} -d PERFORMANCE` the link while it works.",
+            gpu,
+        )
+    return Finding("GC308", Severity.OK, "PCIe link runs at its maximum under load", ev, None, gpu)
 
 
 def _slow_gpus(results: Sequence[BenchResult]) -> list[Finding]:

@@ -434,3 +434,47 @@ def test_the_link_judged_under_load_replaces_the_idle_note_for_that_gpu():
     merged = bench.merge(idle, loaded)
     got = sorted((f.id, f.severity.value, f.gpu) for f in merged)
     assert got == [("GC308", "info", 5), ("GC308", "warn", 2), ("GC310", "info", 2)]
+
+
+def test_cli_timeout_bounds_the_benchmark(monkeypatch, tmp_path, capsys):
+    # End to end through `gpucheck bench --timeout`: a run that would take its whole
+    # --bench-timeout gets what is left of --timeout, and the report is written before it ends;
+    # with 2+ GPUs the one torchrun run gets that bound too.
+    from gpucheck import cli, probe
+    from gpucheck.node import bench_glue
+
+    monkeypatch.setattr(bench, "REPORT_RESERVE_S", 0.5)
+    monkeypatch.setattr(bench, "MIN_RUN_S", 1.0)
+    limits = []
+
+    def hung_run(**kw):
+        limits.append(kw["timeout"])
+        time.sleep(min(kw["timeout"], 30))
+        return BenchResult(kw["device"], kw["preset"], "timeout", kw["timeout"], gpu=kw.get("gpu"))
+
+    monkeypatch.setattr(bench, "run_bench", hung_run)
+    monkeypatch.setattr(
+        bench_glue,
+        "run_distributed_bench",
+        lambda snap, n, launch, **kw: hung_run(device="cuda", **kw),
+    )
+    for gpus in (1, 3):
+        snap = _snapshot(("NVIDIA H200",) * gpus)
+        monkeypatch.setattr(probe, "collect", lambda snap=snap, **_kw: snap)
+        out = tmp_path / f"r{gpus}.json"
+        t0 = time.monotonic()
+        argv = ["bench", "--timeout", "4", "--bench-timeout", "600", "--json", str(out), "-q"]
+        code = cli.main(argv)
+        capsys.readouterr()
+        assert time.monotonic() - t0 < 4.0 + 1.5
+        doc = json.loads(out.read_text())
+        assert code == 1 and [b["status"] for b in doc["bench"]] == ["timeout"]
+        assert limits[-1] < 4.0
+
+
+def test_a_multi_gpu_run_is_judged_per_gpu_from_its_samples():
+    r = BenchResult(
+        "cuda", "base", "ok", 60.0, samples=_samples(0, 4, 16, 95) + _samples(3, 4, 8, 95)
+    )
+    got = sorted((f.gpu, f.severity.value) for f in bench.pcie_under_load([r]))
+    assert got == [(0, "ok"), (3, "warn")]
