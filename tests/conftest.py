@@ -3,6 +3,7 @@ import os
 import pathlib
 
 import pytest
+from factories import MODELS
 
 from gpucheck.snapshot import (
     Driver,
@@ -30,16 +31,19 @@ def _plain_terminal(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+H100 = MODELS["h100"]  # tests/factories.py: the one place the test machines are typed out
+
+
 def healthy_gpu_snapshot(n_gpus: int = 2) -> Snapshot:
     """A small, healthy two-GPU machine built in code (the recorded fixtures are richer)."""
     gpus = tuple(
         Gpu(
             index=i,
-            name="NVIDIA H100 80GB HBM3",
+            name=H100.name,
             uuid=f"GPU-00000000-0000-0000-0000-00000000000{i}",
             pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
             compute_capability="9.0",
-            memory_total_bytes=85520809984,
+            memory_total_bytes=H100.memory,
             memory_used_bytes=566755328,
             pcie_gen_current=5,
             pcie_gen_max=5,
@@ -47,7 +51,7 @@ def healthy_gpu_snapshot(n_gpus: int = 2) -> Snapshot:
             pcie_width_max=16,
             temperature_c=31,
             power_draw_w=71.5,
-            power_limit_w=700.0,
+            power_limit_w=H100.power_limit_w,
             clock_event_reasons=("gpu_idle",),
             ecc_enabled=True,
             ecc_uncorrected_volatile=0,
@@ -98,7 +102,7 @@ def healthy_gpu_snapshot(n_gpus: int = 2) -> Snapshot:
             devices=tuple(
                 TorchDevice(
                     index=i,
-                    name="NVIDIA H100 80GB HBM3",
+                    name=H100.name,
                     capability="9.0",
                     matmul_ok=True,
                     matmul_max_error=0.0,
