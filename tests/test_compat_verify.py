@@ -445,6 +445,19 @@ def test_pep691_json_unreadable_and_wheel_less_pages(tmp_path, capsys):
     assert rc == 2 and result["ok"] is False and len(result["unread"]) == 2
 
 
+def test_json_to_a_missing_folder_is_a_usage_error_and_an_old_file_survives_offline(
+    tmp_path, capsys
+):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    argv = ["compat", "verify", "--index-url", url, "--pypi-url", url, "--json"]
+    assert main([*argv, str(tmp_path / "no" / "such.json")]) == 2
+    old = tmp_path / "verify.json"
+    old.write_text('{"ok": true}')
+    assert main([*argv, str(old)]) == 2  # cannot reach: the last result is kept
+    assert old.read_text() == '{"ok": true}'
+    capsys.readouterr()
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -489,8 +490,10 @@ def run(args: argparse.Namespace) -> int:
         template = _url("--index-url", args.index_url) + "/{variant}"
     pypi = _url("--pypi-url", args.pypi_url or DEFAULT_PYPI)
     index = template.replace("/{variant}", "")
-    if args.json and args.json != "-":
-        write_atomic(args.json, "")  # fail on an unwritable path before the network work
+    if args.json and args.json != "-":  # fail on an unwritable path before the network work,
+        folder = os.path.dirname(os.path.abspath(args.json))  # and leave an old file as it is
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write {args.json}: folder {folder} is missing or read-only")
     from gpucheck.compat.wheelindex import Unreachable
 
     try:
