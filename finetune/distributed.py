@@ -122,16 +122,17 @@ def setup(device_spec: str = "auto") -> Dist:
         torch.cuda.set_device(device)
         # the watchdog aborts a collective that outlives the timeout instead of hanging
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        os.environ.setdefault("NCCL_ASYNC_ERROR_HANDLING", "1")  # its name before torch 2.2
     else:
         device, backend = torch.device("cpu"), "gloo"
     dist = Dist(rank, local_rank, world, local_world, backend, device, host)
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
     status(dist, "rendezvous")
-    tdist.init_process_group(
-        backend=backend,
-        timeout=datetime.timedelta(seconds=timeout),
-        device_id=device if use_cuda else None,
-    )
+    kw = {"backend": backend, "timeout": datetime.timedelta(seconds=timeout)}
+    try:  # device_id (torch >= 2.3) binds the NCCL communicator to this rank's GPU at once
+        tdist.init_process_group(**kw, device_id=device if use_cuda else None)
+    except TypeError:
+        tdist.init_process_group(**kw)
     status(dist, "joined")
     _ACTIVE = dist
     return dist
