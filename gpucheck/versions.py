@@ -7,6 +7,7 @@ writes every part after the first with at least two digits (450.80.02, 570.26): 
 
 from __future__ import annotations
 
+import functools
 import re
 
 Version = tuple[int, ...]
@@ -15,6 +16,7 @@ _DOTTED = re.compile(r"\d+(\.\d+)*")
 _LEADING = re.compile(r"\s*([0-9]+(?:\.[0-9]+)*)")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few dozen versions are read for every build
 def parse(text: str) -> Version:
     """'550.54.14' -> (550, 54, 14); leading zeros are fine ('450.80.02'). ValueError else."""
     if not isinstance(text, str) or not _DOTTED.fullmatch(text.strip()):

@@ -5,6 +5,7 @@ Frozen data, built and validated by `gpucheck.compat.build_table`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -51,6 +52,7 @@ def kind_of_variant(name: str) -> str:
 CC = tuple[int, int]
 
 
+@functools.lru_cache(maxsize=256)
 def parse_cc(text: str) -> CC:
     m = re.fullmatch(r"(\d{1,2})\.(\d)", text.strip())
     if not m:
@@ -162,7 +164,7 @@ class Release:
     glibc: tuple[int, ...] | None = None  # least glibc of its Linux wheels (manylinux tag)
     torchvision_python: tuple[str, ...] | None = None  # None: the torch list without "t"
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[int, ...]:
         return versions.key(_version(self.version))
 
