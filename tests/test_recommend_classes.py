@@ -491,3 +491,9 @@ def test_fuzz_mutated_compat_table_only_raises_compat_error(data):
         return
     rec = recommend(machine(driver="580.65.06", gpus=["RTX 4090"]), table=table)
     assert rec.action in ("none", "install", "upgrade-driver", "change-python", "unsupported")
+
+
+def test_macos_has_a_conda_forge_line():
+    # conda-forge builds osx-64 and osx-arm64 (pytorch-cpu-feedstock .ci_support/osx_*)
+    rec = rec_of(os="macos", arch="arm64", py="3.12")
+    assert rec.conda == "conda install -c conda-forge pytorch-cpu python=3.12"
