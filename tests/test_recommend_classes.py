@@ -66,6 +66,8 @@ NAMES = [
     ("Jetson T5000", "11.0"),
     ("NVIDIA RTX PRO 2000 Blackwell", "12.0"),
     ("GeForce GTX 780 Ti", "3.5"),
+    ("NVIDIA GeForce GTX TITAN X", "5.2"),  # not the Kepler "GTX TITAN"
+    ("NVIDIA TITAN Xp", "6.1"),
     ("Quadro K4000", "3.0"),
 ]
 
