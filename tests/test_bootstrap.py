@@ -392,3 +392,32 @@ def test_isolated_env_drops_sources_and_keeps_network_settings():
     assert out["PIP_PROXY"] == "http://proxy:3128" and out["PIP_CERT"] == "/ca.pem"  # env wins
     uv = Step("install torch", ("/usr/bin/uv", "pip", "install", "torch"), 1.0, isolated=True)
     assert uv.shown().startswith("UV_NO_CONFIG=1 /usr/bin/uv pip install")
+
+
+def test_real_sigint_during_the_torch_install_removes_the_new_venv(tmp_path, snapshot):
+    """SIGINT to the bootstrap process while pip waits on an index that never answers."""
+    import signal
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the kernel; nothing ever answers them
+    port = silent.getsockname()[1]
+    venv = tmp_path / "env"
+    argv = [sys.executable, "-m", "gpucheck", "bootstrap", "--venv", str(venv), "--yes"]
+    argv += ["--from-snapshot", snapshot, "--index-url", f"http://127.0.0.1:{port}/simple"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (venv / "bin" / "pip").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # pip is now waiting on the silent index
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        silent.close()
+    assert child.returncode == 130, out
+    assert "interrupted" in out and not venv.exists()
