@@ -38,13 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bucket-batches",
         type=int,
+        default=1,
         metavar="W",
-        help="our loop's length grouping window (default: as python -m finetune)",
+        help="our loop's length grouping window (default 1: random batches; 0: the Trainer's)",
     )
     p.add_argument(
-        "--ungrouped-too",
+        "--grouped-too",
         action="store_true",
-        help="also run our loop with random batches (--bucket-batches 1), to measure grouping",
+        help="also run our loop with the Trainer's group_by_length window (--bucket-batches 0)",
     )
     p.add_argument(
         "--train-limit",
@@ -214,8 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INPUT
         results = {}
         order = ["reference", "ours"] if args.order == "reference-first" else ["ours", "reference"]
-        if args.ungrouped_too:
-            order.append("ours_ungrouped")
+        if args.grouped_too:
+            order.append("ours_grouped")
         for name in order:
             model = tr.build_model(prep)  # same seed: the same initial weights for every run
             if name == "reference":
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif name == "ours":
                 results[name] = run_ours(prep, model)
             else:
-                prep.opts.bucket_batches = 1
+                prep.opts.bucket_batches = 0
                 results[name] = run_ours(prep, model)
                 prep.opts.bucket_batches = args.bucket_batches
             del model
@@ -235,9 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"samples/s F1 {results['reference']['f1']:.4f}; ours "
                 f"{results['ours']['samples_per_s']:.1f} samples/s F1 {results['ours']['f1']:.4f}"
                 + (
-                    f"; ungrouped {results['ours_ungrouped']['samples_per_s']:.1f} samples/s "
-                    f"F1 {results['ours_ungrouped']['f1']:.4f}"
-                    if args.ungrouped_too
+                    f"; grouped {results['ours_grouped']['samples_per_s']:.1f} samples/s "
+                    f"F1 {results['ours_grouped']['f1']:.4f}"
+                    if args.grouped_too
                     else ""
                 ),
                 flush=True,
@@ -251,9 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     keys = ("samples_per_s", "wall_s", "f1", "precision", "recall")
     ours = {k: mean("ours", k) for k in (*keys, "padding_fraction")}
-    ungrouped = (
-        {k: mean("ours_ungrouped", k) for k in (*keys, "padding_fraction")}
-        if args.ungrouped_too
+    grouped = (
+        {k: mean("ours_grouped", k) for k in (*keys, "padding_fraction")}
+        if args.grouped_too
         else None
     )
     import torch
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "reference": ref,
             "ours": ours,
-            "ours_ungrouped": ungrouped,
+            "ours_grouped": grouped,
             "runs": runs,
             "speedup": ours["samples_per_s"] / ref["samples_per_s"],
             "f1_delta": ours["f1"] - ref["f1"],
@@ -314,10 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  finetune (ours)      : {ours['samples_per_s']:9.1f} samples/s  "
         f"({ours['wall_s']:.1f} s)  dev F1 {ours['f1']:.4f}"
     )
-    if ungrouped:
+    if grouped:
         print(
-            f"  ours, random batches : {ungrouped['samples_per_s']:9.1f} samples/s  "
-            f"({ungrouped['wall_s']:.1f} s)  dev F1 {ungrouped['f1']:.4f}"
+            f"  ours, length-grouped : {grouped['samples_per_s']:9.1f} samples/s  "
+            f"({grouped['wall_s']:.1f} s)  dev F1 {grouped['f1']:.4f}"
         )
     print(f"  ratio ours/reference : {doc['speedup']:.2f}x samples/s, F1 {doc['f1_delta']:+.4f}")
     if args.json:

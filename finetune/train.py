@@ -98,10 +98,12 @@ def wrap_model(model, opts: Options):
 
 
 def grouping_window(prep: Prepared) -> int:
-    """Length grouping window in batches: --bucket-batches, else the Trainer's mega-batch."""
-    if prep.opts.bucket_batches is not None:
-        return prep.opts.bucket_batches
-    return group_window(len(prep.train_enc), prep.preset.batch_size)
+    """Length grouping window in batches: --bucket-batches (0: the Trainer's mega-batch)."""
+    if prep.opts.bucket_batches is None:
+        return 1
+    if prep.opts.bucket_batches == 0:
+        return group_window(len(prep.train_enc), prep.preset.batch_size)
+    return prep.opts.bucket_batches
 
 
 def train_batches(batcher: Batcher, prep: Prepared, epoch: int, done: int, total: int):

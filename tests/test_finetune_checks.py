@@ -187,3 +187,24 @@ def test_a_checkpoint_keeps_its_dropout_and_gets_a_fine_tuning_recipe(tmp_path):
     # nor its learning rate, epochs and length: run_ner.py's lr and epochs, max length
     # min(128, the model's positions)
     assert (prep.preset.lr, prep.preset.epochs, prep.preset.max_length) == (5e-5, 3, 64)
+
+
+def test_length_grouping_window_and_batches():
+    import random
+
+    from finetune.batching import group_window, length_buckets
+
+    assert group_window(2000, 16) == 31 and group_window(100, 32) == 1
+    assert group_window(10**6, 8) == 50  # the Trainer's cap
+    lengths = [random.Random(i).randint(3, 60) for i in range(500)]
+    batches = length_buckets(lengths, 16, random.Random(0), group_window(500, 16))
+    assert sorted(i for b in batches for i in b) == list(range(500))
+
+    def padding(bs):
+        return 1 - sum(lengths) / sum(max(lengths[i] for i in b) * len(b) for b in bs)
+
+    assert padding(batches) < padding(length_buckets(lengths, 16, random.Random(0), 1)) / 2
+    prep = tr.prepare(tr.Options(device="cpu", bucket_batches=0, max_steps=1))
+    assert tr.grouping_window(prep) == 31
+    prep.opts.bucket_batches = 1
+    assert tr.grouping_window(prep) == 1
