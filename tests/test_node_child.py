@@ -35,7 +35,9 @@ def test_two_gpus_every_figure():
         assert abs(a["busbw_gbps"] - a["algbw_gbps"]) < 0.02
     fig = measure.combine(data, status, error, Topology(), host="h", env={})
     assert len(fig.gpus) == 2 and fig.cuda_available and len(fig.allreduce) == 4
-    assert [f.id for f in judge.judge(fig)] == ["GC607"]
+    # The stand-in's rates come from sleeps, which a loaded machine stretches unevenly, so the
+    # node-median rule (GC613) may fire here; it is judged on recorded figures in test_node_judge.
+    assert [f.id for f in judge.judge(fig) if f.id != "GC613"] == ["GC607"]
 
 
 def test_fast_settings():
