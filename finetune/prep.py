@@ -50,7 +50,7 @@ class Options:
     log_every: int = 10  # steps between host reads of the loss (each one is a device sync)
     # Length grouping window, in batches: 1 (random batches, as the reference Trainer) is the
     # default, 0 the Trainer's group_by_length window (batching.group_window). Grouping cut the
-    # padding from 44% to 4% but cost 0.025-0.03 dev F1 on the built-in corpus (docs/benchmarks.md).
+    # padding from 44% to 4% but cost 0.022-0.032 dev F1 on the built-in corpus (docs/benchmarks.md).
     bucket_batches: int | None = 1
     f1_gate: float | None = None  # ask for this dev F1 (default: the preset's, built-in data only)
     download: bool = False  # allow fetching --model and hf: data from the Hugging Face hub
