@@ -57,7 +57,7 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
                     (
                         *base,
                         *reasons,
-                        f"dev F1 {ev.get('f1', float('nan')):.4f}, gate {gate.get('f1_threshold')}",
+                        _f1_line(ev, gate),
                         f"loss {tr.get('loss_first')} -> {tr.get('loss_last')}",
                     ),
                     "The training ran but did not learn enough. Look at the GPU health findings "
@@ -251,3 +251,12 @@ def merge(findings: Iterable[Finding], from_bench: Iterable[Finding]) -> list[Fi
     judged = {f.gpu for f in from_bench if f.id == "GC308" and f.gpu is not None}
     kept = [f for f in findings if not (f.id == "GC308" and f.gpu in judged)]
     return kept + from_bench
+
+
+def _f1_line(ev: dict, gate: dict) -> str:
+    """The dev F1 against the gate that applied; user data may have no F1 gate at all."""
+    f1 = f"dev F1 {ev.get('f1', float('nan')):.4f}"
+    threshold = gate.get("f1_threshold")
+    if threshold is None:
+        return f"{f1}, no F1 gate ({gate.get('why') or 'user data or checkpoint'})"
+    return f"{f1}, gate {threshold}"

@@ -110,6 +110,22 @@ def test_each_failure_is_a_finding_with_a_fix(status, fid, severity):
     assert f.to_dict()["id"] == fid
 
 
+def test_a_failed_run_on_user_data_names_its_gate_not_none():
+    r = _result("gate-failed")
+    r.result["gate"] = {
+        "passed": False,
+        "f1_threshold": None,
+        "kind": "loss-falls",
+        "why": "user data: no calibrated F1 gate",
+        "reasons": ["the loss did not fall"],
+    }
+    (f,) = bench_findings([r])
+    assert "dev F1 0.5000, no F1 gate (user data: no calibrated F1 gate)" in f.evidence
+    assert not any("gate None" in line for line in f.evidence)
+    (g,) = bench_findings([_result("gate-failed")])
+    assert "dev F1 0.5000, gate 0.85" in g.evidence
+
+
 def test_ok_gives_no_finding():
     assert bench_findings([_result("ok"), _result("ok", device="cpu", name=None)]) == []
 
