@@ -117,9 +117,33 @@ def _gpu_name(snapshot: Snapshot, device: str) -> str | None:
 # --- running --------------------------------------------------------------------------------
 
 
+USER_FLAGS = ("model", "train_file", "eval_file", "f1_gate")  # passed on with their values
+
+
+def user_args(args: Any) -> list[str]:
+    """`gpucheck bench --model/--train-file/--eval-file/--f1-gate/--download` as the child's
+    `python -m finetune` flags (same names and meaning)."""
+    out: list[str] = []
+    for name in USER_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    if getattr(args, "download", False):
+        out.append("--download")
+    return out
+
+
+def child_env(cmd: Sequence[str]) -> dict[str, str]:
+    """The child's environment: offline (HF_HUB_OFFLINE=1) unless it was given --download."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if "--download" in cmd:
+        del env["HF_HUB_OFFLINE"]
+    return env
+
+
 def _run_child(cmd: list[str], timeout: float) -> tuple[int | None, str, float, bool]:
     """(returncode, stderr, seconds, timed_out); the whole process group dies on timeout."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = child_env(cmd)
     child = Child(cmd, timeout=max(0.001, timeout), env=env, stdout="devnull")
     if child.start_exc is not None:
         raise child.start_exc
@@ -397,4 +421,5 @@ __all__ = [
     "pcie_under_load",
     "run_bench",
     "run_benches",
+    "user_args",
 ]

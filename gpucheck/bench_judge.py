@@ -5,6 +5,7 @@ and GC308 from the NVML samples taken while the benchmark loaded each GPU. Pure:
 
 from __future__ import annotations
 
+import shlex
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -29,8 +30,32 @@ def _who(r: BenchResult) -> str:
     return f"{r.device} ({r.gpu_name})" if r.gpu_name else r.device
 
 
+_VALUED = ("--model", "--train-file", "--eval-file", "--f1-gate")  # gpucheck passes these on
+
+
+def _user_flags(command: Sequence[str]) -> list[str]:
+    """The user's data/checkpoint flags in the child's command line, for the rerun hint."""
+    out: list[str] = []
+    for i, arg in enumerate(command):
+        if arg in _VALUED and i + 1 < len(command):
+            out += [arg, shlex.quote(command[i + 1])]
+        elif arg == "--download":
+            out.append(arg)
+    return out
+
+
 def _rerun(r: BenchResult, *more: str) -> str:
-    return " ".join(["python -m finetune", "--preset", r.preset, "--device", r.device, *more])
+    return " ".join(
+        [
+            "python -m finetune",
+            "--preset",
+            r.preset,
+            "--device",
+            r.device,
+            *_user_flags(r.command),
+            *more,
+        ]
+    )
 
 
 def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
@@ -259,4 +284,5 @@ def _f1_line(ev: dict, gate: dict) -> str:
     threshold = gate.get("f1_threshold")
     if threshold is None:
         return f"{f1}, no F1 gate ({gate.get('why') or 'user data or checkpoint'})"
-    return f"{f1}, gate {threshold}"
+    why = gate.get("why")
+    return f"{f1}, gate {threshold}" + (f" ({why})" if why else "")

@@ -54,6 +54,16 @@ def bench_device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
 
 
+def f1_gate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
+    return value
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="gpucheck",
@@ -184,6 +194,27 @@ def _add_bench_options(p: argparse.ArgumentParser) -> None:
         metavar="DEV",
         help="cpu, cuda or cuda:N (default: every GPU in turn)",
     )
+    # passed through to `python -m finetune` (same names and meaning; docs/finetune.md)
+    b.add_argument(
+        "--model",
+        metavar="DIR_OR_ID",
+        help="a BERT checkpoint folder or a hub id from the local cache (or fetched with "
+        "--download)",
+    )
+    b.add_argument("--train-file", metavar="FILE", help="CoNLL training file (with --eval-file)")
+    b.add_argument("--eval-file", metavar="FILE", help="CoNLL evaluation file (with --train-file)")
+    b.add_argument(
+        "--f1-gate",
+        type=f1_gate,
+        metavar="X",
+        help="require dev F1 >= X (default: the preset's gate on the built-in corpus; with your "
+        "data or checkpoint, only that training worked)",
+    )
+    b.add_argument(
+        "--download",
+        action="store_true",
+        help="let the benchmark download --model and hf: data from the Hugging Face hub",
+    )
     from gpucheck.node.launch import add_arguments as add_launch_arguments
 
     add_launch_arguments(b)  # torchrun's flags: several GPUs or nodes as one DDP run
@@ -203,6 +234,7 @@ class Deadline:
 
 def run_report_command(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    _check_bench_inputs(args)
     table = load_compat(args.compat)  # a bad table is a usage error: say so before probing
     deadline = Deadline(args.timeout)
     # `check` inspects torch; `bench` needs the CUDA devices from it unless it was told which.
@@ -254,6 +286,7 @@ def run_report_command(args: argparse.Namespace) -> int:
                     timeout=deadline.limit(args.bench_timeout),
                     deadline=deadline.end,  # bounds the sum over every GPU, not each run
                     launch=node_bench.options(args),
+                    extra_args=bench_mod.user_args(args),
                 )
             )
             # a PCIe link judged under load replaces the idle snapshot's GC308 for that GPU
@@ -269,6 +302,22 @@ def run_report_command(args: argparse.Namespace) -> int:
     )
     emit(report, args)
     return report.exit_code
+
+
+def _check_bench_inputs(args: argparse.Namespace) -> None:
+    """The benchmark's own data files are checked before any probing (exit 2, one line)."""
+    if args.command not in ("check", "bench") or args.no_bench:
+        return
+    for flag in ("train_file", "eval_file"):
+        path = getattr(args, flag)
+        if path is None or path.startswith("hf:"):
+            continue
+        if not os.path.isfile(path):
+            raise UsageError(f"--{flag.replace('_', '-')} {path}: no such file")
+    if (args.train_file is None) != (args.eval_file is None) and not (
+        args.eval_file is None and args.train_file.startswith("hf:")
+    ):
+        raise UsageError("give --train-file and --eval-file together")
 
 
 OUTPUT_FLAGS = ("json", "markdown", "junit", "dump_snapshot", "prometheus")

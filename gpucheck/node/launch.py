@@ -168,7 +168,10 @@ def launch(spec: LaunchSpec) -> LaunchOutcome:
         env.setdefault("FINETUNE_DIST_TIMEOUT", f"{max(1.0, spec.timeout * PG_TIMEOUT_SHARE):.0f}")
         env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
-        env.setdefault("HF_HUB_OFFLINE", "1")
+        if "--download" in spec.args:  # the user let the benchmark go online
+            env.pop("HF_HUB_OFFLINE", None)
+        else:
+            env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its warning
         argv = torchrun_argv(spec, log_dir)

@@ -63,6 +63,10 @@ def _render(report: Report, console: Console) -> None:
     if report.bench:
         rows = [b.to_dict() for b in report.bench]
         _table_or_stack(console, _bench_table(rows), _bench_stack(rows))
+        for raw in rows:  # which gate applied: the preset's F1, the user's, or none
+            gate = fmt.bench_gate(raw)
+            if gate:
+                console.print(Text(f"gate {raw.get('device', '?')}: {gate}"), soft_wrap=True)
     for note in report.notes:
         console.print(Text(f"note: {note}", style="dim"))
 

@@ -104,5 +104,9 @@ def render_markdown(report: Report) -> str:
         ]
         out += ["| " + " | ".join(_cell(v) for v in r.values()) + " |" for r in rows]
         out.append("")
+        gates = [(b.device, fmt.bench_gate(b.to_dict())) for b in report.bench]
+        out += [f"- gate on {d}: {_cell(g)}" for d, g in gates if g]
+        if any(g for _, g in gates):
+            out.append("")
     out += [f"_{n}_" for n in report.notes]
     return "\n".join(out).rstrip() + "\n"

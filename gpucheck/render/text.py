@@ -158,6 +158,23 @@ def bench_row(b: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def bench_gate(b: dict[str, Any]) -> str | None:
+    """Which gate a benchmark run was held to, and how it did; None without a result."""
+    res = b.get("result") or {}
+    gate, ev = res.get("gate"), res.get("eval") or {}
+    if not isinstance(gate, dict):
+        return None
+    verdict = "passed" if gate.get("passed") else "failed"
+    threshold, why = gate.get("f1_threshold"), gate.get("why")
+    f1 = ev.get("f1")
+    f1_text = format(f1, ".3f") if isinstance(f1, (int, float)) else "-"
+    if threshold is None:
+        line = f"no F1 gate, training works (dev F1 {f1_text}): {verdict}"
+        return line + f" ({why or 'user data or checkpoint'})"
+    line = f"dev F1 {f1_text} >= {threshold}: {verdict}"
+    return line + (f" ({why})" if why else "")
+
+
 def finding_title(f: Any) -> str:
     """The title, with the GPU it is about unless the title already names it."""
     if f.gpu is None or re.search(rf"\bGPU {f.gpu}\b", f.title):
