@@ -12,6 +12,7 @@ KeyboardInterrupt), after killing every live child group; `exit_code(exc)` is 12
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 STDOUT_CAP = 16 * 1024 * 1024  # the head of stdout kept (a JSON report, `ldconfig -p`)
 STDERR_CAP = 64 * 1024  # the tail of stderr kept: where the error is
@@ -202,6 +203,25 @@ class Child:
         except subprocess.TimeoutExpired:
             return False
         return True
+
+
+def last_marked_json(stdout: str, marker: str) -> dict[str, Any] | None:
+    """A child's report: the last stdout line that is a JSON object carrying `marker`.
+
+    Our children (the torch child, the node child) print one such line per stage, so whatever
+    else a library prints, and however far a hung child got, the newest complete one is read.
+    """
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get(marker):
+            return data
+    return None
 
 
 def run(argv: Sequence[str], *, timeout: float, **kwargs) -> Completed:

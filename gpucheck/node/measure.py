@@ -32,17 +32,7 @@ FAST_SETTINGS = {
 
 def parse_child_output(stdout: str) -> dict[str, Any] | None:
     """The child's last complete progress line (it prints one after every stage)."""
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get(MARKER):
-            return data
-    return None
+    return proc.last_marked_json(stdout, MARKER)
 
 
 def run_node_child(

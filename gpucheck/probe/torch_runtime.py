@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from gpucheck.proc import Child
+from gpucheck.proc import Child, last_marked_json
 from gpucheck.snapshot import TorchDevice, TorchRuntime
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_child.py")
@@ -22,17 +21,7 @@ def _tail(text: str) -> str:
 
 def parse_child_output(stdout: str) -> dict[str, Any] | None:
     """The child's result: the last stdout line that is a JSON object with the marker."""
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get(MARKER):
-            return data
-    return None
+    return last_marked_json(stdout, MARKER)
 
 
 def _opt(data: dict[str, Any], key: str, kind: type) -> Any:
