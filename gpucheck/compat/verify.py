@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import Version
 
 from gpucheck.compat import PLATFORMS, CompatError, CompatTable, load_table
+from gpucheck.recommend.evaluate import PLATFORM_WORDS
 
 if TYPE_CHECKING:
     from gpucheck.compat.wheelindex import Wheel
@@ -42,13 +43,6 @@ ARCH_NOTE = (
     "compile-time list without a GPU; older releases answer [] unless a GPU is visible), "
     "then write the list into `arch` as TORCH_CUDA_ARCH_LIST"
 )
-PLATFORM_WORDS = {
-    "linux-x86_64": "Linux x86_64",
-    "linux-aarch64": "Linux aarch64",
-    "windows-x86_64": "Windows x86_64",
-    "macos-arm64": "macOS arm64",
-    "macos-x86_64": "macOS x86_64",
-}
 
 
 # --- pure: what was observed, and the comparison ------------------------------------------

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
+from gpucheck.cli import positive_seconds
 from gpucheck.errors import UsageError
 from gpucheck.fleet import render
 from gpucheck.fleet.aggregate import FleetReport, aggregate
@@ -78,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     srun.add_argument(
         "--node-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=DEFAULT_NODE_TIMEOUT,
         metavar="S",
         help=f"with --srun: limit for each node's check (default {DEFAULT_NODE_TIMEOUT:g})",
@@ -90,16 +91,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run `gpucheck check --json` on every node with srun (one task per node), then "
         "aggregate; the rest of the command line goes to srun",
     )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"seconds must be > 0 and at most a week: {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from gpucheck.recommend.evaluate import PLATFORM_WORDS
+
 FORMATS = ("pip", "uv-project", "pixi", "requirements", "conda-env")
 
 # the conda subdir (pixi platform) of each table platform
@@ -34,13 +36,6 @@ CONDA_SUBDIR = {
 }
 # PEP 508 marker of each OS (sys_platform values)
 SYS_PLATFORM = {"linux": "linux", "windows": "win32", "macos": "darwin"}
-PLATFORM_WORDS = {
-    "linux-x86_64": "Linux x86_64",
-    "linux-aarch64": "Linux aarch64",
-    "windows-x86_64": "Windows x86_64",
-    "macos-arm64": "macOS arm64",
-    "macos-x86_64": "macOS x86_64",
-}
 UV_ISSUE = "astral-sh/uv#21535"
 # Wheels a project pins next to torch, in this order (each only when the recommendation has one)
 COMPANIONS = ("torchvision", "torchaudio")
