@@ -309,6 +309,10 @@ def build_model(prep: Prepared):
         from finetune.quiet import load_note
 
         kwargs = dict(
+            # fp32 master weights whatever the checkpoint was saved in: transformers 5 loads a
+            # bf16/fp16 checkpoint as bf16/fp16 by default (dtype="auto"), and AdamW steps on
+            # half-precision weights lose most small updates (autocast gives the bf16 matmuls).
+            dtype=torch.float32,
             num_labels=len(prep.labels),
             id2label=id2label,
             label2id=prep.label2id,

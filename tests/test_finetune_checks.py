@@ -189,6 +189,17 @@ def test_a_checkpoint_keeps_its_dropout_and_gets_a_fine_tuning_recipe(tmp_path):
     assert (prep.preset.lr, prep.preset.epochs, prep.preset.max_length) == (5e-5, 3, 64)
 
 
+@pytest.mark.parametrize("saved", [torch.float16, torch.bfloat16])
+def test_a_half_precision_checkpoint_trains_fp32_weights(tmp_path, saved):
+    from transformers import BertForTokenClassification
+
+    path = _bert(tmp_path / "m")
+    BertForTokenClassification.from_pretrained(path).to(saved).save_pretrained(path)
+    prep = tr.prepare(tr.Options(model=str(path), device="cpu", max_steps=1))
+    model = tr.build_model(prep)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_length_grouping_window_and_batches():
     import random
 
