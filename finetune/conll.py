@@ -160,42 +160,9 @@ def write_conll(
     write_atomic(path, format_conll(sentences, predictions))
 
 
-# Names that moved on the Hugging Face hub: the canonical `conll2003` now lives under its
-# maintainer's namespace (served from the hub's parquet export, so no loading script runs).
-HF_ALIASES = {"conll2003": "eriktks/conll2003"}
-
-
 def load_hf_dataset(spec: str, split: str, download: bool = False) -> list[Sentence]:
-    """``hf:NAME[:CONFIG]`` through the optional `datasets` package (tokens + ner_tags columns).
+    """``hf:NAME[:CONFIG]``: one split of a hub dataset with tokens and ner_tags columns, from
+    the local cache, or fetched when `download` allows (finetune.hub_data says how)."""
+    from finetune.hub_data import load_split  # lazy: needs huggingface_hub and pyarrow
 
-    Without `download`, only the local cache is read (both hub and datasets offline)."""
-    if not download:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
-    try:
-        import datasets  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        raise ConllError(
-            f"{spec}: reading Hugging Face datasets needs `pip install datasets`"
-        ) from None
-    _, _, rest = spec.partition(":")
-    ds_name, _, ds_config = rest.partition(":")
-    ds_name = HF_ALIASES.get(ds_name, ds_name)
-    if not download:
-        datasets.config.HF_HUB_OFFLINE = True  # in case it was imported before
-    try:
-        ds = datasets.load_dataset(ds_name, ds_config or None, split=split)
-    except Exception as exc:  # datasets raises many kinds; all mean "cannot use this input"
-        hint = "" if download else " (not in the local cache; --download fetches it)"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConllError(f"{spec}: cannot load split {split!r}: {first}{hint}") from None
-    if "tokens" not in ds.column_names or "ner_tags" not in ds.column_names:
-        raise ConllError(f"{spec}: needs 'tokens' and 'ner_tags' columns, has {ds.column_names}")
-    feature = ds.features["ner_tags"]
-    names = getattr(getattr(feature, "feature", None), "names", None)
-    out = []
-    for row in ds:
-        tags = [names[t] if names else str(t) for t in row["ner_tags"]]
-        if row["tokens"]:
-            out.append(Sentence(tuple(row["tokens"]), tuple(to_iob2(tags)[0])))
-    return out
+    return load_split(spec, split, download)
