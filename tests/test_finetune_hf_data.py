@@ -320,13 +320,14 @@ def test_cli_fetches_with_download_then_reads_the_cache_and_never_without(hub, t
     assert "Traceback" not in r.stderr
     doc = json.loads(out.read_text())
     assert doc["data"]["source"] == "hf-datasets" and doc["train"]["steps"] == 2
-    kinds = {t[2:] for s in generate_corpus(160, 40, seed=3)[0] for t in s.tags if t != "O"}
-    assert doc["model"]["num_labels"] == 1 + 2 * len(kinds)
+    kinds = sorted({t[2:] for s in generate_corpus(160, 40, seed=3)[0] for t in s.tags if t != "O"})
+    assert doc["data"]["labels"] == ["O"] + [f"{p}-{k}" for k in kinds for p in "BI"]
+    assert (doc["data"]["train_sentences"], doc["data"]["eval_sentences"]) == (160, 40)
     assert any(q.startswith("GET /datasets/eriktks/conll2003/resolve/") for q in hub.requests)
-    # again without --download: the cache, offline, and the same run
+    # again without --download: the cache, offline (as `gpucheck bench` runs it), the same run
     hub.requests.clear()
     out.unlink()
-    r, _ = _run(tmp_path, hub.url, *argv)
+    r, _ = _run(tmp_path, hub.url, *argv, env_extra={"HF_HUB_OFFLINE": "1"})
     assert r.returncode in (0, 1), r.stderr
     assert json.loads(out.read_text())["train"]["steps"] == 2
     assert hub.requests == []
