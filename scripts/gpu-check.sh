@@ -29,7 +29,19 @@ run() {
   timeout -k 5 "$limit" "$@"
   local rc=$?
   echo "$name: exit $rc in $(($(date +%s) - t0)) s (outer limit $limit s)" | tee -a "$OUT/steps.txt"
+  archive
 }
+# ARCHIVE=FILE: after every step, everything in $OUT packed into FILE (written, then renamed), so
+# that a caller that can take back only a few files, or that is cut off, still gets all so far.
+archive() {
+  [ -n "${ARCHIVE:-}" ] || return 0
+  tar czf "$ARCHIVE.tmp" -C "$OUT" . 2>/dev/null && mv -f "$ARCHIVE.tmp" "$ARCHIVE"
+}
+# Steps run most valuable first: when the budget runs out, what is skipped is the least missed.
+# CKPT (a BERT checkpoint folder) and TRAIN/DEV (CoNLL files) add the real-checkpoint runs.
+CKPT=${CKPT:-}
+TRAIN=${TRAIN:-}
+DEV=${DEV:-}
 
 step "install gpucheck (no deps, no build isolation)"
 if ! $PY -m pip install -q --no-deps --no-build-isolation -e . 2>"$OUT/pip.err"; then
@@ -40,35 +52,56 @@ fi
 step "machine"
 { nvidia-smi; nvidia-smi -q; nvidia-smi topo -m; } >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c 'import torch, transformers, sys; print(sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda); print("transformers", transformers.__version__)' | tee "$OUT/versions.txt"
+{ nproc; free -g; uname -a; } >>"$OUT/versions.txt" 2>&1
+archive
 
 step "static probe"
 run 60 probe $PY -m gpucheck probe --dump-snapshot "$OUT/snapshot-static.json" --json "$OUT/probe.json" -q
-
-step "item 2: TF32 forced by the environment (NVIDIA containers set it): no GC215"
-TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 run 150 tf32 $PY -m gpucheck check --no-bench --timeout 120 \
-  --dump-snapshot "$OUT/snapshot-tf32.json" --json "$OUT/report-tf32.json" -q
-
-step "item 5: CUDA index vs NVML index (only the last GPU visible: cuda:0 is NVML GPU n-1)"
-LAST_UUID=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | tail -1)
-CUDA_VISIBLE_DEVICES=$LAST_UUID run 150 cvd $PY -m gpucheck check --no-bench --timeout 120 \
-  --dump-snapshot "$OUT/snapshot-cvd.json" --json "$OUT/report-cvd.json" -q
 
 step "items 7 and 9: full check, base preset on every GPU, NVML sampled under load"
 run 240 check $PY -m gpucheck --timeout 210 --bench-timeout 180 \
   --dump-snapshot "$OUT/snapshot.json" --json "$OUT/report.json" --markdown "$OUT/report.md" -q
 
-step "item 9: a whole-run --timeout shorter than the benchmark: a partial report, on time"
-run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$OUT/report-deadline.json" -q
+step "item 2: TF32 forced by the environment (NVIDIA containers set it): no GC215"
+TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 run 90 tf32 $PY -m gpucheck check --no-bench --timeout 75 \
+  --dump-snapshot "$OUT/snapshot-tf32.json" --json "$OUT/report-tf32.json" -q
+
+step "item 5: CUDA index vs NVML index (only the last GPU visible: cuda:0 is NVML GPU n-1)"
+LAST_UUID=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | tail -1)
+CUDA_VISIBLE_DEVICES=$LAST_UUID run 90 cvd $PY -m gpucheck check --no-bench --timeout 75 \
+  --dump-snapshot "$OUT/snapshot-cvd.json" --json "$OUT/report-cvd.json" -q
+
+step "issue 14: where MFU goes: a bare BERT-base training step per shape, eager and compiled"
+run 200 step_mfu $PY -m finetune.step_mfu --device cuda --compile-shapes 32x128 --json "$OUT/step-mfu.json"
+
+FT=($PY -m finetune --device cuda --dtype bf16 --no-progress)
+if [ -n "$CKPT" ] && [ -n "$TRAIN" ] && [ -n "$DEV" ]; then
+  step "issue 14: a real checkpoint on real data, bf16: random and length-grouped batches, compiled"
+  REAL=(--model "$CKPT" --train-file "$TRAIN" --eval-file "$DEV" --epochs 3 --batch-size 32 --lr 3e-4)
+  run 90 real_random "${FT[@]}" "${REAL[@]}" --bucket-batches 1 --json "$OUT/ft-real-random.json"
+  run 90 real_grouped "${FT[@]}" "${REAL[@]}" --bucket-batches 0 --json "$OUT/ft-real-grouped.json"
+  run 150 real_compiled "${FT[@]}" "${REAL[@]}" --bucket-batches 0 --compile --json "$OUT/ft-real-compiled.json"
+fi
+
+step "issue 14: the base preset, bf16, 300 steps, eager then compiled"
+run 90 base_eager "${FT[@]}" --preset base --max-steps 300 --json "$OUT/ft-base-eager.json"
+run 150 base_compiled "${FT[@]}" --preset base --max-steps 300 --compile --json "$OUT/ft-base-compiled.json"
+
+step "issue 12: the whole node (P2P, NVLink, NCCL all_reduce, H2D/D2H, matmul)"
+run 90 node $PY -m gpucheck node --thorough --timeout 80 --node-timeout 70 \
+  --figures "$OUT/node-figures.json" --json "$OUT/report-node.json" -q
 
 step "what the runs say (items 2, 5, 7, 9)"
 $PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
+archive
 
 step "GPU-only tests"
-run 240 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
+run 200 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 
-step "issue 12: the whole node (P2P, NVLink, NCCL all_reduce, H2D/D2H, matmul), then DDP over every GPU"
-run 90 node $PY -m gpucheck node --thorough --timeout 80 --node-timeout 70 \
-  --figures "$OUT/node-figures.json" --json "$OUT/report-node.json" -q
+step "item 9: a whole-run --timeout shorter than the benchmark: a partial report, on time"
+run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$OUT/report-deadline.json" -q
+
+step "issue 12: DDP over every GPU through torchrun"
 NGPU=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | wc -l)
 # an explicit endpoint takes the torchrun path even on one GPU (NCCL with world size 1)
 run 200 ddp $PY -m gpucheck bench --bench-preset small --timeout 180 --bench-timeout 170 \
@@ -81,3 +114,4 @@ step "probe timing vs collect_env"
 run 60 probe_speed $PY benchmarks/probe_speed.py --runs 5 --json "$OUT/bench-probe.json"
 ls -la "$OUT"
 echo "total: $(($(date +%s) - STARTED)) s"
+archive
