@@ -128,7 +128,7 @@ def _fetch(spec: str, repo: str, config: str | None, split: str) -> list[Path]:
     seconds = timeout_s()
     host = constants.ENDPOINT
     try:
-        with _bounded_requests(seconds), _bars(sys.stderr.isatty()):
+        with bounded_hub_requests(seconds), _bars(sys.stderr.isatty()):
             info = HfApi(endpoint=host).dataset_info(
                 repo, revision=PARQUET_REVISION, timeout=seconds
             )
@@ -172,7 +172,7 @@ class _NoAnswer(RuntimeError):
 
 
 @contextmanager
-def _bounded_requests(seconds: float):
+def bounded_hub_requests(seconds: float):
     """Give every hub request a timeout (some huggingface_hub calls pass none) and refuse to
     retry one that got no answer (its retries would wait minutes), on the shared session."""
     from huggingface_hub.utils import get_session

@@ -275,10 +275,10 @@ def test_a_progress_bar_on_a_terminal_only(local_hub, monkeypatch, tty):
 def test_an_older_hub_session_without_hooks_is_used_as_it_is(monkeypatch):
     import huggingface_hub.utils
 
-    from finetune.hub_data import _bounded_requests
+    from finetune.hub_data import bounded_hub_requests
 
     monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: object())  # requests-based
-    with _bounded_requests(1):
+    with bounded_hub_requests(1):
         pass
 
 
