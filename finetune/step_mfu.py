@@ -88,7 +88,12 @@ def top_kernels(model, opt, batch, dtype, device, n: int = 12) -> list[dict]:
     with profile(activities=acts) as prof:
         time_steps(model, opt, batch, 3, 0, dtype, device)
     attr = "device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    # a record_function range (the optimizer's step) also shows as device time: not a kernel
+    events = [
+        e
+        for e in prof.key_averages()
+        if getattr(e, attr, 0) > 0 and not getattr(e, "is_user_annotation", False)
+    ]
     if device.type == "cuda":  # kernels only: the operators' totals include their children
         cpu = torch.autograd.DeviceType.CPU
         events = [e for e in events if getattr(e, "device_type", None) != cpu]

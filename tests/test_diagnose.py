@@ -726,6 +726,14 @@ RECORDED: dict[str, set[tuple[str, str, int | None]]] = {
     # the project's development machine, 2026-11-28: no GPU, no driver, CUDA 13.0 toolkit,
     # torch 2.13.0+cpu imported by the child
     "dev_machine_no_gpu": {("GC101", I, None), ("GC210", I, None)},
+    # a lent H200 (Firecracker VM, driver 580.159.04, torch 2.11.0+cu130, CUDA 13.0 toolkit,
+    # a system cuDNN 9.14 beside the wheel's 9.19), 2026-11-28, from `make gpu-check`: the static
+    # probe, the full check, TF32 forced by the environment (no GC215), and the GPU made visible
+    # by UUID. A healthy machine: only the two notes.
+    "h200_vm_static": {("GC207", I, None), ("GC210", I, None)},
+    "h200_vm_check": {("GC207", I, None), ("GC210", I, None)},
+    "h200_vm_tf32_forced": {("GC207", I, None), ("GC210", I, None)},
+    "h200_vm_visible_by_uuid": {("GC207", I, None), ("GC210", I, None)},
 }
 
 
