@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import nullcontext
 
+from finetune.hub_data import bounded_hub_requests, timeout_s
 from finetune.prep import InputError
 
-DOWNLOAD_TIMEOUT_S = 30  # per request: connecting, and each read of a file being downloaded
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # a fast tokenizer, or the WordPiece vocabulary
 # what a BERT token-classification fine-tune needs from a hub repository (no other formats)
 MODEL_FILES = [
@@ -27,10 +28,19 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def set_hub_timeouts(seconds: int = DOWNLOAD_TIMEOUT_S) -> None:
+def _chain(exc: BaseException | None):
+    """The exception and what it was raised from (huggingface_hub wraps its timeouts)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def set_hub_timeouts(seconds: float) -> None:
     """Bound every hub request (huggingface_hub reads these once, at import)."""
-    os.environ["HF_HUB_ETAG_TIMEOUT"] = str(seconds)
-    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(seconds)
+    os.environ["HF_HUB_ETAG_TIMEOUT"] = f"{seconds:g}"
+    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = f"{seconds:g}"
     try:
         from huggingface_hub import constants
     except ImportError:
@@ -51,15 +61,18 @@ def resolve_model(model: str, download: bool) -> str:
         raise InputError(f"--model {model}: no such folder")
     from huggingface_hub import snapshot_download
 
+    seconds = timeout_s()
     if download:
-        set_hub_timeouts()
+        set_hub_timeouts(seconds)
     try:
-        return snapshot_download(
-            model,
-            allow_patterns=MODEL_FILES,
-            local_files_only=not download,
-            etag_timeout=DOWNLOAD_TIMEOUT_S,
-        )
+        # snapshot_download's first request (repo_info) passes no timeout: bound them all
+        with bounded_hub_requests(seconds) if download else nullcontext():
+            return snapshot_download(
+                model,
+                allow_patterns=MODEL_FILES,
+                local_files_only=not download,
+                etag_timeout=seconds,
+            )
     except Exception as exc:  # huggingface_hub raises many kinds; all mean "not available"
         if not download:
             raise InputError(
@@ -68,8 +81,10 @@ def resolve_model(model: str, download: bool) -> str:
             ) from None
         from huggingface_hub import constants
 
+        timed_out = any("Timeout" in type(e).__name__ for e in _chain(exc))
+        why = f"no answer within {seconds:g} s" if timed_out else _first_line(exc)
         raise InputError(
-            f"--model {model}: cannot download it from {constants.ENDPOINT}: {_first_line(exc)}"
+            f"--model {model}: cannot download it from {constants.ENDPOINT}: {why}"
         ) from None
 
 

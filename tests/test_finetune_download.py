@@ -80,9 +80,10 @@ def _serve(folder: Path):
     return server
 
 
-def _run(tmp_path, endpoint, *argv):
+def _run(tmp_path, endpoint, *argv, **env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
+    env.update(env_extra)
     return subprocess.run(
         [sys.executable, "-m", "finetune", "--no-progress", "--quiet", "--device", "cpu", *argv],
         capture_output=True,
@@ -146,3 +147,21 @@ def test_download_offline_is_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "cannot download it" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.slow
+def test_a_hub_that_never_answers_is_one_line_within_the_timeout(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        t0 = time.monotonic()
+        r = _run(tmp_path, f"http://127.0.0.1:{silent.getsockname()[1]}", "--model", REPO,
+                 "--download", HF_HUB_DOWNLOAD_TIMEOUT="2")  # fmt: skip
+        wall = time.monotonic() - t0
+    assert r.returncode == 2, r.stderr
+    assert "cannot download it" in r.stderr and "no answer within 2 s" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert wall < 60, wall  # the child's start (torch) plus one 2 s timeout, not a hang
