@@ -157,14 +157,21 @@ def bench_findings(results: Iterable[BenchResult]) -> list[Finding]:
                 )
             )
         elif r.status == "crash":
-            tail = (r.stderr_tail or "").strip().splitlines()[-3:]
+            said = [ln for ln in (r.stderr_tail or "").strip().splitlines()[-3:] if ln != r.error]
+            # exit status 2 is finetune's "cannot use this input" (docs/finetune.md): a bad option,
+            # or a hub model or hf: dataset that is not in the cache, not a crash to debug
+            refused = r.returncode == 2
             out.append(
                 Finding(
                     "GC405",
                     Severity.ERROR,
-                    f"the smoke benchmark crashed on {_who(r)}",
-                    (*base, f"exit status {r.returncode}", *([r.error] if r.error else []), *tail),
-                    f"Run it by hand to see the whole error: `FINETUNE_DEBUG=1 {_rerun(r)}`.",
+                    f"the smoke benchmark {'refused its input' if refused else 'crashed'} on "
+                    f"{_who(r)}",
+                    (*base, f"exit status {r.returncode}", *([r.error] if r.error else []), *said),
+                    "Correct what the message names; a hub model or `hf:` dataset that is not in "
+                    "the local Hugging Face cache needs `--download`."
+                    if refused
+                    else f"Run it by hand to see the whole error: `FINETUNE_DEBUG=1 {_rerun(r)}`.",
                     gpu,
                 )
             )

@@ -110,6 +110,16 @@ def test_each_failure_is_a_finding_with_a_fix(status, fid, severity):
     assert f.to_dict()["id"] == fid
 
 
+def test_input_the_child_refused_is_named_once_with_the_download_hint():
+    line = "finetune: error: hf:conll2003: not in the local cache (--download fetches it)"
+    (f,) = bench_findings([_result("crash", error=line, returncode=2, stderr_tail=line + "\n")])
+    assert f.id == "GC405" and "refused its input" in f.title
+    assert "--download" in f.fix and "FINETUNE_DEBUG" not in f.fix
+    assert list(f.evidence).count(line) == 1
+    (g,) = bench_findings([_result("crash", error="Segmentation fault", returncode=-11)])
+    assert "crashed" in g.title and "FINETUNE_DEBUG=1" in g.fix
+
+
 def test_a_failed_run_on_user_data_names_its_gate_not_none():
     r = _result("gate-failed")
     r.result["gate"] = {
