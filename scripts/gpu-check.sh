@@ -45,7 +45,7 @@ DEV=${DEV:-}
 
 step "install gpucheck (no deps, no build isolation)"
 if ! $PY -m pip install -q --no-deps --no-build-isolation -e . 2>"$OUT/pip.err"; then
-  echo "pip install failed ($(tail -1 "$OUT/pip.err")); using PYTHONPATH instead"
+  echo "pip install failed ($(grep -v '^[[:space:]]*$' "$OUT/pip.err" | tail -1)); using PYTHONPATH instead"
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
@@ -76,27 +76,21 @@ run 200 step_mfu $PY -m finetune.step_mfu --device cuda --compile-shapes 32x128 
 
 FT=($PY -m finetune --device cuda --dtype bf16 --no-progress)
 if [ -n "$CKPT" ] && [ -n "$TRAIN" ] && [ -n "$DEV" ]; then
-  step "issue 14: a real checkpoint on real data, bf16: random and length-grouped batches, compiled"
+  step "issue 14: a real checkpoint on real data, bf16: random and length-grouped batches"
   REAL=(--model "$CKPT" --train-file "$TRAIN" --eval-file "$DEV" --epochs 3 --batch-size 32 --lr 3e-4)
   run 90 real_random "${FT[@]}" "${REAL[@]}" --bucket-batches 1 --json "$OUT/ft-real-random.json"
   run 90 real_grouped "${FT[@]}" "${REAL[@]}" --bucket-batches 0 --json "$OUT/ft-real-grouped.json"
-  run 150 real_compiled "${FT[@]}" "${REAL[@]}" --bucket-batches 0 --compile --json "$OUT/ft-real-compiled.json"
 fi
 
-step "issue 14: the base preset, bf16, 300 steps, eager then compiled"
+step "issue 14: the base preset, bf16, 300 steps, eager"
 run 90 base_eager "${FT[@]}" --preset base --max-steps 300 --json "$OUT/ft-base-eager.json"
-run 150 base_compiled "${FT[@]}" --preset base --max-steps 300 --compile --json "$OUT/ft-base-compiled.json"
 
 step "issue 12: the whole node (P2P, NVLink, NCCL all_reduce, H2D/D2H, matmul)"
 run 90 node $PY -m gpucheck node --thorough --timeout 80 --node-timeout 70 \
   --figures "$OUT/node-figures.json" --json "$OUT/report-node.json" -q
 
-step "what the runs say (items 2, 5, 7, 9)"
-$PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
-archive
-
 step "GPU-only tests"
-run 200 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
+run 120 pytest $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 
 step "item 9: a whole-run --timeout shorter than the benchmark: a partial report, on time"
 run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$OUT/report-deadline.json" -q
@@ -104,14 +98,26 @@ run 70 deadline $PY -m gpucheck bench --timeout 40 --bench-timeout 600 --json "$
 step "issue 12: DDP over every GPU through torchrun"
 NGPU=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | wc -l)
 # an explicit endpoint takes the torchrun path even on one GPU (NCCL with world size 1)
-run 200 ddp $PY -m gpucheck bench --bench-preset small --timeout 180 --bench-timeout 170 \
+run 120 ddp $PY -m gpucheck bench --bench-preset small --timeout 110 --bench-timeout 100 \
   --nproc-per-node "$NGPU" --rdzv-endpoint 127.0.0.1:29517 --json "$OUT/report-ddp.json" -q
+
+step "issue 14: compiled (torch.compile): the base preset, and the real checkpoint"
+run 150 base_compiled "${FT[@]}" --preset base --max-steps 300 --compile --json "$OUT/ft-base-compiled.json"
+
+if [ -n "$CKPT" ] && [ -n "$TRAIN" ] && [ -n "$DEV" ]; then
+  run 150 real_compiled "${FT[@]}" "${REAL[@]}" --bucket-batches 0 --compile --json "$OUT/ft-real-compiled.json"
+fi
 
 step "fine-tuning vs the Hugging Face Trainer, same model and data (cuda:0, base)"
 run 150 compare $PY -m finetune.compare --preset base --device cuda --json "$OUT/compare.json"
 
 step "probe timing vs collect_env"
 run 60 probe_speed $PY benchmarks/probe_speed.py --runs 5 --json "$OUT/bench-probe.json"
+
+step "what the runs say (items 2, 5, 7, 9)"
+$PY scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
+archive
+
 ls -la "$OUT"
 echo "total: $(($(date +%s) - STARTED)) s"
 archive
