@@ -51,7 +51,7 @@ class Options:
     # Length grouping window, in batches: 1 (random batches, as the reference Trainer) is the
     # default, 0 the Trainer's group_by_length window (batching.group_window). Grouping cut the
     # padding from 44% to 4% but cost 0.022-0.032 dev F1 on the built-in corpus (docs/benchmarks.md).
-    bucket_batches: int | None = 1
+    bucket_batches: int | None = 3
     f1_gate: float | None = None  # ask for this dev F1 (default: the preset's, built-in data only)
     download: bool = False  # allow fetching --model and hf: data from the Hugging Face hub
     verbose: bool = False  # let third-party warnings and load reports through

@@ -60,6 +60,8 @@ def test_two_step_run(tmp_path):
     assert doc["train"]["steps"] == 2
     assert doc["train"]["samples"] == 2 * doc["config"]["batch_size"]
     assert len(doc["train"]["loss_curve"]) == 2
+    # length-grouped batches by default (gpucheck bench's child runs with this default too)
+    assert doc["config"]["length_bucketing_window"] == 3
     assert all(math.isfinite(v) for _, v in doc["train"]["loss_curve"])
 
 
