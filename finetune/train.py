@@ -93,7 +93,9 @@ def make_optimizer(model, preset: Preset, fused: bool = True):
 
 
 def wrap_model(model, opts: Options):
-    """The model the loop calls: the one place where it is wrapped (torch.compile)."""
+    """The model the training steps call: the one place where it is wrapped (torch.compile).
+    Evaluation calls the plain model (same weights): under no_grad the compiled one would
+    compile again (grad mode is one of its guards), and a DDP wrapper has nothing to do there."""
     return torch.compile(model, dynamic=True) if opts.compile else model
 
 
@@ -239,7 +241,7 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
                 nonfinite = True
                 break
             if is_main and (epoch == plan.epochs - 1 or opts.eval_each_epoch):
-                final = evaluate(run_model, prep)
+                final = evaluate(model, prep)  # the plain model: see wrap_model
                 history.append(
                     {
                         "epoch": epoch + 1,
@@ -268,7 +270,7 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
     if not is_main:
         return {}
     if final is None:  # stopped early (non-finite loss): evaluate what we have
-        final = evaluate(run_model, prep)
+        final = evaluate(model, prep)
     rates = perf.Throughput.of(steps, durations, perf.warmup_steps_excluded(plan.total_steps))
     gpu_name = torch.cuda.get_device_name(device) if cuda else None
     util = perf.Utilization.of(gpu_name, dtype, tf32=cuda, rates=rates)

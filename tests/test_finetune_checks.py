@@ -219,3 +219,24 @@ def test_length_grouping_window_and_batches():
     assert tr.grouping_window(prep) == 31
     prep.opts.bucket_batches = 1
     assert tr.grouping_window(prep) == 1
+
+
+def test_evaluation_calls_the_plain_model_not_the_compiled_one(monkeypatch):
+    # under no_grad a compiled model compiles again (grad mode is a dynamo guard): on the H200 a
+    # run spent one of its four 13-15 s compilations on evaluation
+    grad_modes = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, **batch):
+            grad_modes.append(torch.is_grad_enabled())
+            return self.model(**batch)
+
+    monkeypatch.setattr(tr.torch, "compile", lambda model, **kw: Compiled(model))
+    prep = tr.prepare(tr.Options(device="cpu", max_steps=3, compile=True))
+    doc = tr.train_and_evaluate(prep)
+    assert doc["model"]["compiled"] and doc["eval"]["sentences"] > 0
+    assert grad_modes == [True, True, True]  # the three training steps, no evaluation batch
