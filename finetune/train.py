@@ -96,7 +96,17 @@ def wrap_model(model, opts: Options):
     """The model the training steps call: the one place where it is wrapped (torch.compile).
     Evaluation calls the plain model (same weights): under no_grad the compiled one would
     compile again (grad mode is one of its guards), and a DDP wrapper has nothing to do there."""
-    return torch.compile(model, dynamic=True) if opts.compile else model
+    if not opts.compile:
+        return model
+    # A first batch as long as it is wide (32 x 32) ties the two sizes together ("duck sizing")
+    # and the next batch compiles again (seen on the H200: 13-15 s each); keep them apart.
+    try:
+        import torch.fx.experimental._config as fx_config
+
+        fx_config.use_duck_shape = False
+    except (ImportError, AttributeError):  # an older torch without the setting
+        pass
+    return torch.compile(model, dynamic=True)
 
 
 def grouping_window(prep: Prepared) -> int:

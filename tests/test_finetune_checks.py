@@ -235,8 +235,13 @@ def test_evaluation_calls_the_plain_model_not_the_compiled_one(monkeypatch):
             grad_modes.append(torch.is_grad_enabled())
             return self.model(**batch)
 
+    import torch.fx.experimental._config as fx_config
+
     monkeypatch.setattr(tr.torch, "compile", lambda model, **kw: Compiled(model))
+    monkeypatch.setattr(fx_config, "use_duck_shape", True)  # restored after the test
     prep = tr.prepare(tr.Options(device="cpu", max_steps=3, compile=True))
     doc = tr.train_and_evaluate(prep)
     assert doc["model"]["compiled"] and doc["eval"]["sentences"] > 0
     assert grad_modes == [True, True, True]  # the three training steps, no evaluation batch
+    # a square first batch must not tie batch size to length (one recompile each, on the H200)
+    assert fx_config.use_duck_shape is False
