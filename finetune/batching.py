@@ -21,7 +21,7 @@ from finetune.align import IGNORE, Encoded
 # sentence's token length follows its number of entities (each generated name is several
 # sub-word pieces; correlation 0.84, on WNUT-2017 0.25), so length-sorted batches are all
 # entity-dense or all entity-light, and a from-scratch model learns less per step: the Trainer's
-# window (31 batches) cost 0.024-0.032 mean dev F1 there over 8 seeds, 3 batches 0.016 over 10,
+# window (31 batches) cost 0.032 mean dev F1 there over 8 seeds, 3 batches 0.016 over 10,
 # while still cutting WNUT-2017's padding from 43% to 23% (docs/benchmarks.md).
 DEFAULT_WINDOW = 3
 

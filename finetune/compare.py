@@ -4,7 +4,9 @@ Both runs get the same tokenised data, the same randomly initialised model (same
 weights), batch size, max length, epochs, learning rate, warm-up, weight decay, gradient
 clipping and dtype, in the same process. The reference follows run_ner.py: `Trainer` with
 `DataCollatorForTokenClassification` (dynamic padding, random batches), default optimizer
-(`adamw_torch_fused` on torch >= 2.8), evaluation with `seqeval`. Samples/s is, for both,
+(`adamw_torch_fused` on torch >= 2.8), evaluation with `seqeval`. Our loop groups by length as
+by default (windows of 3 batches; `--random-too` adds a run with random batches, which is what
+grouping's F1 cost is measured against). Samples/s is, for both,
 training samples divided by the wall time of the whole training call (set-up, warm-up and
 data loading included, evaluation excluded).
 """
