@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fault_times.py
 	$(BIN)/python benchmarks/fleet_aggregate.py
 	$(BIN)/python benchmarks/node_ddp.py
-	$(BIN)/python -m finetune.compare --seeds 42,1,2,3,4 $(ARGS_COMPARE)
+	$(BIN)/python -m finetune.compare --seeds 42,1,2,3,4 --random-too $(ARGS_COMPARE)
 
 # The one script to run on a lent GPU machine: it has torch, transformers, nvidia-ml-py, rich,
 # packaging and pytest but reaches no package index, so no venv and no build isolation.

@@ -179,10 +179,13 @@ def summary(doc: dict) -> str:
         gate_line = f"dev F1 {e['f1']:.4f} >= {g['f1_threshold']}: {verdict}"
     else:
         gate_line = f"training works (loss finite and falling, evaluation run): {verdict}"
+    # a checkpoint's run is named by the checkpoint: the preset's name would say nothing true
+    source = doc["model"]["source"]
+    what = doc["config"]["preset"] if source.startswith("preset:") else source
     lines = [
-        f"finetune {doc['config']['preset']} on {doc['device']}"
+        f"finetune {what} on {doc['device']}"
         + (f" ({doc['gpu_name']})" if doc.get("gpu_name") else "")
-        + f", {doc['dtype']}, {doc['model']['parameters']:,} parameters ({doc['model']['source']})",
+        + f", {doc['dtype']}, {doc['model']['parameters']:,} parameters",
         f"  gate   : {gate_line}",
         f"           ({g.get('why') or 'the preset gate'})",
         f"  eval   : P {e['precision']:.4f}  R {e['recall']:.4f}  strict-IOB2 F1 "
@@ -259,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(EXIT_INPUT, "input-error", f"--json {args.json}: no such folder {folder}")
     from finetune import quiet
 
-    quiet.configure(verbose=args.verbose, hub_bars=args.download and not args.no_progress)
+    quiet.configure(
+        verbose=args.verbose, hub_bars=args.download and not (args.no_progress or args.quiet)
+    )
     try:
         from finetune import train as tr
     except ImportError as exc:

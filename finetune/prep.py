@@ -48,9 +48,9 @@ class Options:
     eval_each_epoch: bool = True  # evaluate after every epoch (time to gate); else only at the end
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     log_every: int = 10  # steps between host reads of the loss (each one is a device sync)
-    # Length grouping window, in batches: 1 (random batches, as the reference Trainer) is the
-    # default, 0 the Trainer's group_by_length window (batching.group_window). Grouping cut the
-    # padding from 44% to 4% but cost 0.022-0.032 dev F1 on the built-in corpus (docs/benchmarks.md).
+    # Length grouping window, in batches: 3 (the default) groups lengths; 1 gives random batches,
+    # as the reference Trainer; 0 the Trainer's group_by_length window (batching.group_window).
+    # Why 3: finetune/batching.py DEFAULT_WINDOW and docs/benchmarks.md.
     bucket_batches: int | None = 3
     f1_gate: float | None = None  # ask for this dev F1 (default: the preset's, built-in data only)
     download: bool = False  # allow fetching --model and hf: data from the Hugging Face hub

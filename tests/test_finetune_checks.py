@@ -245,3 +245,28 @@ def test_evaluation_calls_the_plain_model_not_the_compiled_one(monkeypatch):
     assert grad_modes == [True, True, True]  # the three training steps, no evaluation batch
     # a square first batch must not tie batch size to length (one recompile each, on the H200)
     assert fx_config.use_duck_shape is False
+
+
+def test_a_checkpoint_run_is_named_by_its_checkpoint_not_the_preset(tmp_path, capsys):
+    path = _bert(tmp_path / "m")
+    train = _conll(tmp_path / "t.conll", [(["Ann", "met", "Bob"], ["B-PER", "O", "B-PER"])] * 8)
+    capsys.readouterr()
+    argv = ["--no-progress", "--device", "cpu", "--model", str(path), "--max-steps", "2"]
+    cli.main([*argv, "--train-file", str(train), "--eval-file", str(train)])
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith(f"finetune {path} on cpu") and "tiny" not in head, head
+
+
+def test_quiet_turns_off_the_download_bars_too(monkeypatch):
+    from finetune import quiet
+
+    seen = {}
+
+    def configure(**kw):
+        seen.update(kw)
+        raise SystemExit(0)  # stop before any work
+
+    monkeypatch.setattr(quiet, "configure", configure)
+    with pytest.raises(SystemExit):
+        cli.main(["--download", "--quiet", "--device", "cpu"])
+    assert seen["hub_bars"] is False
