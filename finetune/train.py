@@ -224,9 +224,13 @@ def train_and_evaluate(prep: Prepared, model=None) -> dict:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), preset.max_grad_norm)
+                scale = scaler.get_scale() if scaler.is_enabled() else None  # fp16 only: a sync
                 scaler.step(optimizer)
                 scaler.update()
-                scheduler.step()
+                # as the Trainer: a step the scaler skipped (inf gradients, a lowered scale)
+                # does not advance the schedule
+                if scale is None or scaler.get_scale() >= scale:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 # bookkeeping: no host sync except every log_every steps
                 losses.add(loss)
