@@ -20,6 +20,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from finetune.config import LABELS
 from finetune.conll import _TAG, ConllError, to_iob2
 from finetune.data import Sentence
 
@@ -29,19 +30,7 @@ DOWNLOAD_TIMEOUT_S = 30  # per request (connect, and each read), unless HF_HUB_D
 HF_ALIASES = {"conll2003": "eriktks/conll2003"}
 # The label names of datasets whose names are known, for parquet files without feature metadata
 # (CoNLL-2003: the ner_tags ClassLabel of the eriktks/conll2003 dataset card, in its order).
-KNOWN_LABELS = {
-    "eriktks/conll2003": [
-        "O",
-        "B-PER",
-        "I-PER",
-        "B-ORG",
-        "I-ORG",
-        "B-LOC",
-        "I-LOC",
-        "B-MISC",
-        "I-MISC",
-    ]
-}
+KNOWN_LABELS = {"eriktks/conll2003": list(LABELS)}
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _SHARD = re.compile(r"[^/]+/[^/]+/[^/]+\.parquet")  # CONFIG/SPLIT/NNNN.parquet
 
