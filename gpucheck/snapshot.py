@@ -95,6 +95,7 @@ class Gpu:
     uuid: str | None = None
     pci_bus_id: str | None = None
     compute_capability: str | None = None  # "9.0"
+    vbios_version: str | None = None  # "96.00.74.00.1C": fleets compare it across nodes (drift)
     memory_total_bytes: int | None = None
     memory_used_bytes: int | None = None
     pcie_gen_current: int | None = None

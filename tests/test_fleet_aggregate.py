@@ -44,6 +44,9 @@ def write_report(folder, stem, snapshot=HEALTHY, *, slurm=None, host=None, sampl
         snap["identity"] = {"hostname": host, "slurm_node_name": slurm, "machine_id": None}
     if "driver" in cfg:
         snap["driver"]["version"] = cfg["driver"]
+    if "vbios" in cfg:
+        for g in snap["gpus"]:
+            g["vbios_version"] = cfg["vbios"]
     if samples is not None:
         doc["bench"] = [
             {
@@ -116,6 +119,26 @@ def test_drift_names_the_nodes_that_differ_from_the_majority(tmp_path, capsys):
     assert drift["field"] == "driver" and drift["majority"] == "570.133.20"
     assert drift["nodes"] == [{"node": "gpu4", "value": "550.54.14"}]
     assert fleet(capsys, tmp_path, "--strict")[0] == 1
+
+
+def test_vbios_drift_from_what_the_probe_records(tmp_path, capsys):
+    import dataclasses
+
+    from gpucheck.snapshot import Gpu
+
+    # the field the NVML probe fills (nvmlDeviceGetVbiosVersion) is the one the fleet compares
+    assert "vbios_version" in {f.name for f in dataclasses.fields(Gpu)}
+    for i in range(1, 4):
+        write_report(tmp_path, f"gpu{i}", vbios="96.00.74.00.1C")
+    write_report(tmp_path, "gpu4", vbios="96.00.61.00.01")
+    code, doc, _ = fleet(capsys, tmp_path)
+    (drift,) = doc["drift"]
+    assert drift["field"] == "vbios" and drift["majority"] == "96.00.74.00.1C"
+    assert drift["nodes"] == [{"node": "gpu4", "value": "96.00.61.00.01"}]
+    golden = tmp_path.parent / "golden.json"
+    golden.write_text(json.dumps({"vbios": "96.00.74.00.1C"}))
+    code, doc, _ = fleet(capsys, tmp_path, "--expect", golden)
+    assert code == 1 and [n["name"] for n in doc["nodes"] if n["status"] == "FAIL"] == ["gpu4"]
 
 
 def test_expect_golden_config_fails_the_nodes_that_differ(tmp_path, capsys):

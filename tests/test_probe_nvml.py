@@ -25,6 +25,7 @@ GPU_FIELDS = (
     "uuid",
     "pci_bus_id",
     "compute_capability",
+    "vbios_version",
     "memory_total_bytes",
     "memory_used_bytes",
     "pcie_gen_current",
@@ -60,6 +61,7 @@ def test_healthy_two_gpus_every_field(monkeypatch):
         uuid="GPU-1",
         bus_id=b"00000000:2A:00.0",
         cc=(8, 0),
+        vbios=b"92.00.45.00.06\x00",  # bytes from older bindings, NUL-padded
         pcie_gen=3,
         reasons=0x4 | 0x40,
         ecc_volatile=2,
@@ -90,6 +92,7 @@ def test_healthy_two_gpus_every_field(monkeypatch):
         uuid=FakeGpu().uuid,
         pci_bus_id="00000000:18:00.0",
         compute_capability="9.0",
+        vbios_version="96.00.99.00.01",
         memory_total_bytes=H100.memory,
         memory_used_bytes=4 * 2**20,  # v2: without the 540 MiB the driver reserves
         pcie_gen_current=5,
@@ -119,6 +122,7 @@ def test_healthy_two_gpus_every_field(monkeypatch):
         source="nvml",
     )
     assert g1.compute_capability == "8.0" and g1.pcie_gen_current == 3
+    assert g1.vbios_version == "92.00.45.00.06"
     assert g1.clock_event_reasons == ("sw_power_cap", "hw_thermal_slowdown")
     assert (g1.ecc_uncorrected_volatile, g1.ecc_uncorrected_aggregate) == (2, 5)
     assert (g1.retired_pages_sbe, g1.retired_pages_dbe, g1.retired_pages_pending) == (2, 1, True)

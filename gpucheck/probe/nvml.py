@@ -200,6 +200,7 @@ def _read_gpu(nv: Any, index: int) -> Gpu:
     r.read(("name",), ("nvmlDeviceGetName",), convert=lambda v: (_text(v),))
     r.read(("uuid",), ("nvmlDeviceGetUUID",), convert=lambda v: (_text(v),))
     r.read(("pci_bus_id",), ("nvmlDeviceGetPciInfo",), convert=lambda v: (_text(v.busId),))
+    r.read(("vbios_version",), ("nvmlDeviceGetVbiosVersion",), convert=lambda v: (_text(v),))
     r.read(
         ("compute_capability",),
         ("nvmlDeviceGetCudaComputeCapability",),

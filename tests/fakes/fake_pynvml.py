@@ -93,6 +93,7 @@ class FakeGpu:
     uuid: str = uuid("fake-h100-0")
     bus_id: bytes = b"00000000:18:00.0"
     cc: tuple[int, int] = (9, 0)
+    vbios: str = "96.00.99.00.01"
     memory_total: int = _H100.memory
     memory_used: int = 4 * MIB  # what v2 reports (and nvidia-smi >= R510 shows) at idle
     memory_reserved: int = 562561024  # v1 counts it as used: 540.5 MiB on an idle H100
@@ -230,6 +231,9 @@ class FakeNvml:
         if isinstance(h, tuple):  # a MIG device handle
             return self.gpus[h[0]].mig_devices[h[1]]
         return self._gpu(h, "nvmlDeviceGetUUID").uuid
+
+    def nvmlDeviceGetVbiosVersion(self, h):
+        return self._gpu(h, "nvmlDeviceGetVbiosVersion").vbios
 
     def nvmlDeviceGetPciInfo(self, h):
         return SimpleNamespace(busId=self._gpu(h, "nvmlDeviceGetPciInfo").bus_id)
