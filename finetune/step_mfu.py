@@ -37,6 +37,12 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def build(args, device: torch.device):
     cfg = BertConfig(
         vocab_size=args.vocab,
@@ -109,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
-    ap.add_argument("--hidden", type=int, default=768)
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--vocab", type=int, default=28996)  # bert-base-cased
+    ap.add_argument("--hidden", type=positive, default=768)
+    ap.add_argument("--layers", type=positive, default=12)
+    ap.add_argument("--vocab", type=positive, default=28996)  # bert-base-cased
     ap.add_argument("--shapes", default="32x32,32x64,32x128,64x128,128x128,256x128,32x384")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=positive, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", choices=("no", "yes", "both"), default="both")
     # each new shape recompiles (tens of seconds for BERT-base): compiled runs take few shapes
@@ -123,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     shapes = parse_shapes(args.shapes)
     parse_shapes(args.compile_shapes)  # bad input fails before any work
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise SystemExit(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     peak = find_peak(name)

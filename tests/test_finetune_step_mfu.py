@@ -30,3 +30,13 @@ def test_rows_per_shape_with_consistent_rates(tmp_path):
 def test_bad_shape_is_refused_before_work(flag):
     with pytest.raises(SystemExit, match="expected BxS"):
         step_mfu.main(["--device", "cpu", flag, "32x"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--steps", "0"], "--steps"), (["--device", "gpu"], "--device 'gpu'")],
+)
+def test_bad_numbers_and_devices_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        step_mfu.main(["--device", "cpu", *argv])
+    assert message in (str(exc.value) + capsys.readouterr().err)
