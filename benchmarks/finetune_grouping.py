@@ -4,12 +4,11 @@ For each seed the corpus, tokenizer and initial weights are prepared once and ev
 trains from the same weights in the same process (run order rotated per seed), so the F1
 differences are paired and the samples/s ratios are measured under the same load.
 `python benchmarks/finetune_grouping.py --seeds 42,1,2,3,4 --windows 1,4,0`; any
-`python -m finetune` workload flag (--model, --train-file, ...) passes through.
+`python -m finetune` workload flag (--model, --train-file, --device, ...) passes through.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -18,43 +17,31 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from finetune.cli import _Parser, add_workload_arguments, workload_options
+
+    p = _Parser(description=__doc__.splitlines()[0])
+    add_workload_arguments(p)
+    p.set_defaults(device="cpu")  # the CPU figures in docs/benchmarks.md; --device cuda for a GPU
     p.add_argument("--seeds", default="42,1,2,3,4")
     p.add_argument(
         "--windows", default="1,4,0", help="--bucket-batches values; 1 first is the base"
     )
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--model")
-    p.add_argument("--train-file")
-    p.add_argument("--eval-file")
     p.add_argument("--train-limit", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-length", type=int)
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     from finetune import quiet
 
-    quiet.configure(verbose=False)
+    quiet.configure(verbose=args.verbose)
     from finetune import train as tr
 
     seeds = [int(x) for x in args.seeds.split(",")]
     windows = args.windows.split(",")
     rows = []
     for k, seed in enumerate(seeds):
-        opts = tr.Options(
-            preset=args.preset,
-            model=args.model,
-            train_file=args.train_file,
-            eval_file=args.eval_file,
-            train_limit=args.train_limit,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            max_length=args.max_length,
+        opts = workload_options(
+            args,
             seed=seed,
-            device="cpu",
+            train_limit=args.train_limit,
             eval_each_epoch=False,
             progress=False,
         )
@@ -92,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.mean(sp):.2f}x"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        from gpucheck.io import write_atomic
+
+        write_atomic(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
 
 

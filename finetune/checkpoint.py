@@ -8,7 +8,7 @@ import re
 from contextlib import nullcontext
 
 from finetune.hub_data import bounded_hub_requests, timeout_s
-from finetune.prep import InputError
+from finetune.prep import InputError, first_line
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # a fast tokenizer, or the WordPiece vocabulary
 # what a BERT token-classification fine-tune needs from a hub repository (no other formats)
@@ -22,10 +22,6 @@ MODEL_FILES = [
     "special_tokens_map.json",
 ]
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _chain(exc: BaseException | None):
@@ -82,7 +78,7 @@ def resolve_model(model: str, download: bool) -> str:
         from huggingface_hub import constants
 
         timed_out = any("Timeout" in type(e).__name__ for e in _chain(exc))
-        why = f"no answer within {seconds:g} s" if timed_out else _first_line(exc)
+        why = f"no answer within {seconds:g} s" if timed_out else first_line(exc)
         raise InputError(
             f"--model {model}: cannot download it from {constants.ENDPOINT}: {why}"
         ) from None
@@ -97,7 +93,7 @@ def check_checkpoint(model: str, path: str):
     try:
         cfg = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"--model {model}: cannot read its config: {_first_line(exc)}") from None
+        raise InputError(f"--model {model}: cannot read its config: {first_line(exc)}") from None
     if cfg.model_type != "bert":
         raise InputError(
             f"--model {model}: a {cfg.model_type!r} checkpoint; this benchmark fine-tunes BERT "

@@ -114,6 +114,28 @@ def add_workload_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def workload_options(args: argparse.Namespace, **more):
+    """The run's Options from the `add_workload_arguments` flags, plus what a command adds."""
+    from finetune.prep import Options
+
+    fields = dict(
+        preset=args.preset,
+        model=args.model,
+        train_file=args.train_file,
+        eval_file=args.eval_file,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        download=args.download,
+        verbose=args.verbose,
+    )
+    return Options(**{**fields, **more})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m finetune",
@@ -275,26 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     from finetune import distributed
 
-    opts = tr.Options(
-        preset=args.preset,
-        model=args.model,
-        train_file=args.train_file,
-        eval_file=args.eval_file,
-        epochs=args.epochs,
+    opts = workload_options(
+        args,
         max_steps=args.max_steps,
-        batch_size=args.batch_size,
         bucket_batches=args.bucket_batches,
-        max_length=args.max_length,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
         compile=args.compile,
         output_dir=args.output_dir,
         progress=False if args.no_progress else None,
         f1_gate=args.f1_gate,
-        download=args.download,
-        verbose=args.verbose,
     )
     try:
         dist = distributed.setup(args.device)  # joins a launcher's process group, if any

@@ -22,7 +22,14 @@ import time
 import warnings
 from collections.abc import Sequence
 
-from finetune.cli import EXIT_INPUT, _finite, _Parser, _write_json, add_workload_arguments
+from finetune.cli import (
+    EXIT_INPUT,
+    _finite,
+    _Parser,
+    _write_json,
+    add_workload_arguments,
+    workload_options,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,24 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     runs = []
     for seed in seeds:
-        opts = tr.Options(
-            preset=args.preset,
-            model=args.model,
-            train_file=args.train_file,
-            eval_file=args.eval_file,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            lr=args.lr,
+        opts = workload_options(
+            args,
             seed=seed,
-            device=args.device,
-            dtype=args.dtype,
             eval_each_epoch=False,
             progress=False,
             bucket_batches=args.bucket_batches,
             train_limit=args.train_limit,
-            download=args.download,
-            verbose=args.verbose,
         )
         try:
             prep = tr.prepare(opts)

@@ -218,7 +218,7 @@ def prepare(opts: Options) -> Prepared:
             tokenizer = load_tokenizer(model_path)
         except (OSError, ValueError) as exc:
             raise InputError(
-                f"--model {opts.model}: cannot load its tokenizer: {_first_line(exc)}"
+                f"--model {opts.model}: cannot load its tokenizer: {first_line(exc)}"
             ) from None
         if len(tokenizer) > cfg.vocab_size:
             raise InputError(
@@ -289,7 +289,7 @@ def check_output_dir(path: str) -> None:
         raise InputError(f"--output-dir {path}: cannot create a folder under {parent}")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -332,7 +332,7 @@ def build_model(prep: Prepared):
                 model, info = AutoModelForTokenClassification.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as exc:
             raise InputError(
-                f"--model {prep.opts.model}: cannot load the model: {_first_line(exc)}"
+                f"--model {prep.opts.model}: cannot load the model: {first_line(exc)}"
             ) from None
         note = load_note(
             info.get("missing_keys", ()),
