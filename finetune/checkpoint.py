@@ -7,7 +7,7 @@ import os
 import re
 from contextlib import nullcontext
 
-from finetune.hub_data import bounded_hub_requests, timeout_s
+from finetune.hub_data import bounded_hub_requests, timed_out, timeout_s
 from finetune.prep import InputError, first_line
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # a fast tokenizer, or the WordPiece vocabulary
@@ -22,15 +22,6 @@ MODEL_FILES = [
     "special_tokens_map.json",
 ]
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
-
-def _chain(exc: BaseException | None):
-    """The exception and what it was raised from (huggingface_hub wraps its timeouts)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def set_hub_timeouts(seconds: float) -> None:
@@ -77,8 +68,7 @@ def resolve_model(model: str, download: bool) -> str:
             ) from None
         from huggingface_hub import constants
 
-        timed_out = any("Timeout" in type(e).__name__ for e in _chain(exc))
-        why = f"no answer within {seconds:g} s" if timed_out else first_line(exc)
+        why = f"no answer within {seconds:g} s" if timed_out(exc) else first_line(exc)
         raise InputError(
             f"--model {model}: cannot download it from {constants.ENDPOINT}: {why}"
         ) from None

@@ -146,9 +146,20 @@ def _fetch(spec: str, repo: str, config: str | None, split: str) -> list[Path]:
         ) from None
 
 
+def timed_out(exc: BaseException | None) -> bool:
+    """A timeout, itself or raised from one (huggingface_hub wraps httpx's)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if "Timeout" in type(exc).__name__:
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _describe(exc: BaseException, seconds: float) -> str:
     name = type(exc).__name__
-    if "Timeout" in name:
+    if timed_out(exc):
         return f"no answer within {seconds:g} s"
     if "RepositoryNotFound" in name or "RevisionNotFound" in name:
         return f"no such dataset, or no parquet export of it ({PARQUET_REVISION})"
